@@ -1,0 +1,29 @@
+"""fedembed's Flower ClientApp: wiring only; local training lives in fedembed.federation.client.
+
+The node's partition comes from its node config (`partition-id`, `num-partitions`, set by
+the simulation runtime or `flower-supernode --node-config`); an optional `data-path`
+points a real device at its own shard directory.
+"""
+from __future__ import annotations
+
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
+from fedembed.federation import client, wire
+
+app = ClientApp()
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    nc = context.node_config
+    return Message(content=wire.node_content(int(nc["partition-id"]), int(nc["num-partitions"])), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    tables, counts, ins = wire.parse_train(msg.content)
+    data_path = context.node_config.get("data-path")
+    update = client.train_round(tables, counts, ins, int(context.node_config["partition-id"]),
+                                str(data_path) if data_path else None)
+    return Message(content=wire.reply_content(update.tables, update.weights, update.metrics), reply_to=msg)

@@ -1,0 +1,37 @@
+"""Aggregation rules, one per file, registered by name (`federation.aggregate`).
+
+Every rule here is a weighted mean, Σ_k w_k·Δ_k / Σ_k w_k taken row by row, so that the
+server only needs two sums (which secure aggregation can give it): the client multiplies
+its delta by its weights (`client_weights`, a client-side stage) and the server divides.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from fedembed.registry import Registry
+
+
+class AggregateRule(Protocol):
+    def client_weights(self, row_counts: dict[str, np.ndarray], examples: int) -> dict[str, np.ndarray]: ...
+
+
+AGGREGATORS: Registry[type] = Registry("aggregation rule")
+
+
+def make(cfg) -> AggregateRule:
+    return AGGREGATORS.get(cfg.federation.aggregate)(cfg)
+
+
+def divide_rows(weighted_sum: dict[str, np.ndarray], weight_sum: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Σ w·Δ / Σ w per row; rows nobody updated (Σ w = 0) stay unchanged."""
+    out = {}
+    for name, total in weighted_sum.items():
+        w = weight_sum[name].astype(np.float64)
+        scale = np.divide(1.0, w, out=np.zeros_like(w), where=w > 0)
+        out[name] = (total * scale[:, None]).astype(np.float32)
+    return out
+
+
+from fedembed.aggregate import fedavg, rowwise  # noqa: E402,F401  (registration)

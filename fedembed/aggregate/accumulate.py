@@ -1,0 +1,46 @@
+"""Server side: validate each client's reply and add it to running sums.
+
+Replies are folded in one at a time, so the server holds two sums, not K updates.
+A reply with the wrong tables, a wrong shape, NaN/Inf or negative weights is refused
+with an `UpdateError` naming the problem; it never reaches the sums.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fedembed.errors import UpdateError
+
+
+def validate(tables: dict[str, np.ndarray], weights: dict[str, np.ndarray],
+             shapes: dict[str, tuple[int, ...]]) -> None:
+    if set(tables) != set(shapes):
+        raise UpdateError(f"update has tables {sorted(tables)}, expected {sorted(shapes)}")
+    if set(weights) != set(shapes):
+        raise UpdateError(f"update has weights for {sorted(weights)}, expected {sorted(shapes)}")
+    for name, shape in shapes.items():
+        t, w = tables[name], weights[name]
+        if t.shape != shape:
+            raise UpdateError(f"table {name!r} has shape {t.shape}, expected {shape}")
+        if w.shape != (shape[0],):
+            raise UpdateError(f"weights of {name!r} have shape {w.shape}, expected ({shape[0]},)")
+        if not np.issubdtype(t.dtype, np.floating) or not np.issubdtype(w.dtype, np.floating):
+            raise UpdateError(f"{name!r}: expected floating-point arrays, got {t.dtype} and {w.dtype}")
+        if not np.isfinite(t).all():
+            raise UpdateError(f"table {name!r} holds NaN or Inf")
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise UpdateError(f"weights of {name!r} hold NaN, Inf or negative values")
+
+
+class Accumulator:
+    def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        self.shapes = shapes
+        self.sums = {k: np.zeros(s, dtype=np.float64) for k, s in shapes.items()}
+        self.weights = {k: np.zeros(s[0], dtype=np.float64) for k, s in shapes.items()}
+        self.count = 0
+
+    def add(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> None:
+        validate(tables, weights, self.shapes)
+        for k in self.shapes:
+            self.sums[k] += tables[k]
+            self.weights[k] += weights[k]
+        self.count += 1

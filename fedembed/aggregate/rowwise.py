@@ -1,0 +1,22 @@
+"""Row-wise mean: each row divided by its own weight total, so rare words are not starved.
+
+Plain FedAvg divides a word's update by every client's weight, including clients that
+never saw the word; here only the clients that updated a row share in it. Weights are
+the per-row update counts (`count`) or 1 for every row a client touched (`presence`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fedembed.aggregate import AGGREGATORS
+
+
+@AGGREGATORS.register("rowwise")
+class RowWise:
+    def __init__(self, cfg) -> None:
+        self.mode = cfg.federation.row_weight
+
+    def client_weights(self, row_counts: dict[str, np.ndarray], examples: int) -> dict[str, np.ndarray]:
+        if self.mode == "presence":
+            return {k: (c > 0).astype(np.float32) for k, c in row_counts.items()}
+        return {k: c.astype(np.float32) for k, c in row_counts.items()}

@@ -1,0 +1,203 @@
+"""Scenario configuration: typed sections, TOML in and out, refused early when wrong.
+
+A scenario file only names what differs from the defaults. Every key is checked against
+the dataclasses below before anything runs: an unknown key or a value of the wrong type
+or range is a `ConfigError` naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import tomli_w
+
+from fedembed.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "builtin"        # "builtin", a text file, a directory, or a .jsonl file
+    format: str = "auto"           # auto | text | dir | jsonl | builtin
+
+
+@dataclass
+class VocabConfig:
+    mode: str = "public"
+    source: str = "builtin"        # "builtin" (reference corpus) or a word-list file
+    min_count: int = 5
+    max_size: int = 0              # 0 = no limit
+
+
+@dataclass
+class PartitionConfig:
+    name: str = "natural"          # natural | iid
+    num_clients: int = 10
+    min_tokens: int = 1            # clients with fewer in-vocabulary tokens are skipped
+
+
+@dataclass
+class ModelConfig:
+    family: str = "sgns"           # sgns | cbow
+    dim: int = 100
+    window: int = 5
+    negative: int = 5
+    sample: float = 1e-3
+    ns_exponent: float = 0.75
+
+
+@dataclass
+class TrainConfig:
+    local_epochs: int = 1
+    lr: float = 0.025
+    min_lr: float = 0.0001
+    batch_size: int = 1024
+    neg_share: int = 32
+
+
+@dataclass
+class FederationConfig:
+    rounds: int = 5
+    clients_per_round: int = 0     # 0 = all clients every round
+    aggregate: str = "rowwise"     # rowwise | fedavg
+    row_weight: str = "count"      # count | presence (rowwise only)
+    round_timeout: float = 0.0     # seconds; 0 = wait for every sampled client
+    max_update_mb: float = 1024.0  # larger replies are refused
+
+
+@dataclass
+class EvalConfig:
+    baseline: bool = True          # train gensim Word2Vec centrally on the same data
+    every_round: bool = False      # word-similarity figures in metrics.jsonl each round
+
+
+@dataclass
+class SimulationConfig:
+    num_cpus_per_client: float = 1.0
+    ray_address: str = ""          # "" = start a local Ray instance
+
+
+@dataclass
+class Config:
+    name: str = "default"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(tomli_w.dumps(self.to_dict()), encoding="utf-8")
+        tmp.replace(path)
+
+
+_CHOICES = {
+    "data.format": {"auto", "text", "dir", "jsonl", "builtin"},
+    "vocab.mode": {"public"},
+    "federation.aggregate": {"rowwise", "fedavg"},
+    "federation.row_weight": {"count", "presence"},
+}
+_POSITIVE = {"partition.num_clients", "model.dim", "model.window", "model.negative", "train.local_epochs",
+             "train.batch_size", "train.neg_share", "federation.rounds", "vocab.min_count", "train.lr",
+             "partition.min_tokens", "federation.max_update_mb"}
+_NON_NEGATIVE = {"vocab.max_size", "federation.clients_per_round", "model.sample", "train.min_lr",
+                 "federation.round_timeout", "model.ns_exponent", "simulation.num_cpus_per_client"}
+
+
+def _coerce(key: str, value: Any, typ: type) -> Any:
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is bool and not isinstance(value, bool) or typ is not bool and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected {typ.__name__}, got {value!r}")
+    if not isinstance(value, typ):
+        raise ConfigError(f"{key}: expected {typ.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''}: "
+                          + ", ".join(f"{prefix}{k}" for k in unknown))
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        typ = hints[name]
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(typ):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a [{key}] table, got {value!r}")
+            kwargs[name] = _build(typ, value, f"{key}.")
+        else:
+            kwargs[name] = _coerce(key, value, typ)
+    return cls(**kwargs)
+
+
+def validate(cfg: Config) -> Config:
+    """Range and cross-field checks, run before any training."""
+    flat = {f"{s}.{k}": v for s, sec in cfg.to_dict().items() if isinstance(sec, dict) for k, v in sec.items()}
+    for key, allowed in _CHOICES.items():
+        if flat[key] not in allowed:
+            raise ConfigError(f"{key}: {flat[key]!r} is not one of {sorted(allowed)}")
+    for key in _POSITIVE:
+        if not flat[key] > 0:
+            raise ConfigError(f"{key} must be > 0, got {flat[key]}")
+    for key in _NON_NEGATIVE:
+        if flat[key] < 0:
+            raise ConfigError(f"{key} must be >= 0, got {flat[key]}")
+    if cfg.federation.clients_per_round > cfg.partition.num_clients:
+        raise ConfigError(f"federation.clients_per_round ({cfg.federation.clients_per_round}) exceeds "
+                          f"partition.num_clients ({cfg.partition.num_clients})")
+    if cfg.train.min_lr > cfg.train.lr:
+        raise ConfigError(f"train.min_lr ({cfg.train.min_lr}) exceeds train.lr ({cfg.train.lr})")
+    if cfg.train.batch_size % cfg.train.neg_share:
+        raise ConfigError(f"train.batch_size ({cfg.train.batch_size}) must be a multiple of "
+                          f"train.neg_share ({cfg.train.neg_share})")
+    from fedembed.aggregate import AGGREGATORS
+    from fedembed.data.partition import PARTITIONERS
+    from fedembed.models import FAMILIES
+
+    for key, registry in (("partition.name", PARTITIONERS), ("model.family", FAMILIES)):
+        if flat[key] not in registry:
+            raise ConfigError(f"{key}: {flat[key]!r} is not one of {sorted(registry)}")
+    if cfg.federation.aggregate not in AGGREGATORS:
+        raise ConfigError(f"federation.aggregate: {cfg.federation.aggregate!r} is not one of {sorted(AGGREGATORS)}")
+    return cfg
+
+
+def from_dict(values: dict[str, Any]) -> Config:
+    return validate(_build(Config, values, ""))
+
+
+def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, then the scenario file, then dotted-key overrides ("federation.rounds": 3)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file does not exist: {p}")
+        try:
+            values = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
+    for dotted, value in (overrides or {}).items():
+        *sections, key = dotted.split(".")
+        node = values
+        for s in sections:
+            node = node.setdefault(s, {})
+        node[key] = value
+    try:
+        return from_dict(values)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None

@@ -1,0 +1,76 @@
+"""Turn a corpus into the federation's inputs: the public vocabulary and per-client shards.
+
+Streams the corpus (twice when the partitioner needs unit sizes first), so memory stays
+bounded by the shard writer's buffers whatever the corpus size.
+"""
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from fedembed import vocab as vocab_mod
+from fedembed.config import Config
+from fedembed.data.corpus import BUILTIN, read_corpus
+from fedembed.data.partition import make as make_partitioner
+from fedembed.data.shards import Manifest, ShardWriter
+from fedembed.errors import CorpusError
+from fedembed.vocab import Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    vocab: Vocabulary
+    manifest: Manifest
+    shard_dir: Path
+
+
+def build_vocab(cfg: Config) -> Vocabulary:
+    v = cfg.vocab
+    if v.source == BUILTIN:
+        return vocab_mod.from_corpus(BUILTIN, BUILTIN, v.min_count, v.max_size)
+    return vocab_mod.from_word_list(Path(v.source), v.min_count, v.max_size)
+
+
+def prepare(cfg: Config, run_dir: Path) -> Prepared:
+    """Build (or reuse, when the run directory already has them) the vocabulary and shards."""
+    shard_dir = run_dir / "data"
+    vocab_path, manifest_path = run_dir / "vocab.tsv", shard_dir / "manifest.json"
+    if vocab_path.is_file() and manifest_path.is_file():
+        vocab = Vocabulary.load(vocab_path)
+        manifest = Manifest.load(manifest_path)
+        if manifest.vocab_fingerprint == vocab.fingerprint():
+            return Prepared(vocab, manifest, shard_dir)
+    vocab = build_vocab(cfg)
+    vocab.save(vocab_path)
+    manifest = write_shards(cfg, vocab, shard_dir)
+    manifest.save(manifest_path)
+    return Prepared(vocab, manifest, shard_dir)
+
+
+def write_shards(cfg: Config, vocab: Vocabulary, shard_dir: Path) -> Manifest:
+    k = cfg.partition.num_clients
+    part = make_partitioner(cfg.partition.name, k, cfg.seed)
+    if part.needs_units:
+        sizes: Counter[str] = Counter()
+        for doc in read_corpus(cfg.data.corpus, cfg.data.format):
+            sizes[doc.unit] += len(doc.tokens)
+        part.fit(dict(sizes))
+    writer = ShardWriter(shard_dir, k)
+    for i, doc in enumerate(read_corpus(cfg.data.corpus, cfg.data.format)):
+        writer.append(part.client_of(i, doc), vocab.encode(doc.tokens), doc.unit)
+    stats = writer.close()
+    skipped = [c for c in range(k) if stats.tokens[c] < cfg.partition.min_tokens]
+    if len(skipped) == k:
+        raise CorpusError(f"no client has at least {cfg.partition.min_tokens} in-vocabulary tokens "
+                          f"(corpus {cfg.data.corpus}, vocabulary of {len(vocab)} words from {cfg.vocab.source})")
+    for c in skipped:
+        log.warning("client %d has %d in-vocabulary tokens (< partition.min_tokens=%d): skipped",
+                    c, stats.tokens[c], cfg.partition.min_tokens)
+    manifest = Manifest(k, vocab.fingerprint(), stats.tokens, stats.sentences, stats.units, skipped)
+    log.info("partition %s: %d clients, tokens per client min %d / median %d / max %d", cfg.partition.name, k,
+             min(stats.tokens), sorted(stats.tokens)[k // 2], max(stats.tokens))
+    return manifest

@@ -1,0 +1,107 @@
+"""Per-client token shards on disk: int32 token ids plus int64 sentence end offsets.
+
+Written incrementally as the corpus streams past (bounded buffers), read back with
+`np.fromfile` by the client that owns the shard.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+_FLUSH_TOKENS = 1 << 20
+
+
+def shard_paths(directory: Path, client: int) -> tuple[Path, Path]:
+    stem = directory / f"client_{client:05d}"
+    return stem.with_suffix(".ids"), stem.with_suffix(".bounds")
+
+
+@dataclass
+class ShardStats:
+    tokens: list[int]
+    sentences: list[int]
+    units: list[int]
+
+
+class ShardWriter:
+    def __init__(self, directory: Path, num_clients: int) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.n = num_clients
+        self._ids: list[list[np.ndarray]] = [[] for _ in range(num_clients)]
+        self._buffered = 0
+        self.tokens = [0] * num_clients
+        self.sentences = [0] * num_clients
+        self._units: list[set[str]] = [set() for _ in range(num_clients)]
+        self._handles = []
+        for k in range(num_clients):
+            ids_path, bounds_path = shard_paths(self.dir, k)
+            self._handles.append((open(ids_path, "wb"), open(bounds_path, "wb")))
+
+    def append(self, client: int, ids: np.ndarray, unit: str) -> None:
+        if len(ids) == 0:
+            return
+        self._ids[client].append(ids.astype(np.int32, copy=False))
+        self._buffered += len(ids)
+        self._units[client].add(unit)
+        if self._buffered >= _FLUSH_TOKENS:
+            self.flush()
+
+    def flush(self) -> None:
+        for k, chunks in enumerate(self._ids):
+            if not chunks:
+                continue
+            lengths = np.array([len(c) for c in chunks], dtype=np.int64)
+            ends = self.tokens[k] + np.cumsum(lengths)
+            fh_ids, fh_bounds = self._handles[k]
+            np.concatenate(chunks).tofile(fh_ids)
+            ends.tofile(fh_bounds)
+            self.tokens[k] = int(ends[-1])
+            self.sentences[k] += len(chunks)
+            self._ids[k] = []
+        self._buffered = 0
+
+    def close(self) -> ShardStats:
+        self.flush()
+        for a, b in self._handles:
+            a.close()
+            b.close()
+        return ShardStats(self.tokens, self.sentences, [len(u) for u in self._units])
+
+
+def load_shard(directory: Path, client: int) -> tuple[np.ndarray, np.ndarray]:
+    ids_path, bounds_path = shard_paths(Path(directory), client)
+    if not ids_path.is_file() or not bounds_path.is_file():
+        raise FileNotFoundError(f"no shard for client {client} in {directory}")
+    ids = np.fromfile(ids_path, dtype=np.int32)
+    bounds = np.fromfile(bounds_path, dtype=np.int64)
+    if len(bounds) and bounds[-1] != len(ids):
+        raise ValueError(f"shard {ids_path} is inconsistent with {bounds_path}")
+    return ids, bounds
+
+
+@dataclass
+class Manifest:
+    num_clients: int
+    vocab_fingerprint: str
+    tokens: list[int]
+    sentences: list[int]
+    units: list[int]
+    skipped: list[int] = field(default_factory=list)
+
+    @property
+    def active(self) -> list[int]:
+        skip = set(self.skipped)
+        return [k for k in range(self.num_clients) if k not in skip]
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=1))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "Manifest":
+        return cls(**json.loads(Path(path).read_text()))

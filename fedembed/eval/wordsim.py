@@ -1,0 +1,46 @@
+"""Word-vector quality the way the field reports it, with gensim's own evaluators.
+
+WordSim353 and SimLex999 Spearman correlations and Google analogy accuracy, each with
+its out-of-vocabulary rate, on the lists gensim ships under gensim/test/test_data.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+from gensim.models import KeyedVectors
+from gensim.test.utils import datapath
+
+PAIR_LISTS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
+ANALOGIES = "questions-words.txt"
+
+
+def _finite(x: float) -> float | None:
+    return None if x is None or math.isnan(float(x)) else float(x)
+
+
+def _analogy_total(path: str) -> int:
+    with open(path, encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip() and not line.startswith(":"))
+
+
+def evaluate(kv: KeyedVectors, analogies: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    quiet = logging.getLogger("gensim.models.keyedvectors")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        for name, fname in PAIR_LISTS.items():
+            pearson, spearman, oov = kv.evaluate_word_pairs(datapath(fname))
+            out[name] = {"spearman": _finite(spearman[0]), "pearson": _finite(pearson[0]), "oov": oov / 100.0}
+        if analogies:
+            path = datapath(ANALOGIES)
+            score, sections = kv.evaluate_word_analogies(path)
+            total = next(s for s in sections if s["section"] == "Total accuracy")
+            seen = len(total["correct"]) + len(total["incorrect"])
+            out["analogy"] = {"accuracy": float(score) if seen else None,
+                              "oov": 1.0 - seen / _analogy_total(path)}
+    finally:
+        quiet.setLevel(level)
+    return out

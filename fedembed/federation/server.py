@@ -1,0 +1,148 @@
+"""The server's side of a run: rounds of sample → broadcast → secure/plain sum → apply.
+
+Called by the ServerApp (server/app.py) with Flower's Grid, both under `fedembed
+simulate` and `flwr run .`. Everything it needs is the resolved config and a run directory.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import Message, MessageType
+from tqdm import tqdm
+
+from fedembed import checkpoint, metrics, models
+from fedembed.aggregate import divide_rows
+from fedembed.aggregate.accumulate import Accumulator
+from fedembed.config import Config
+from fedembed.data.prepare import Prepared, prepare
+from fedembed.errors import CheckpointError, FedembedError, UpdateError
+from fedembed.federation import wire
+from fedembed.report import finalize
+
+log = logging.getLogger(__name__)
+
+
+def learning_rates(cfg: Config, rnd: int) -> tuple[float, float]:
+    """Linear decay over the whole federation: round `rnd` (1-based) covers its slice."""
+    lr, lo, r = cfg.train.lr, cfg.train.min_lr, cfg.federation.rounds
+    return lr - (lr - lo) * (rnd - 1) / r, lr - (lr - lo) * rnd / r
+
+
+def discover_partitions(grid, expected: int, wait_s: float = 120.0) -> dict[int, int]:
+    """Ask every node which partition it holds: partition id → node id."""
+    deadline = time.monotonic() + wait_s
+    nodes = list(grid.get_node_ids())
+    while len(nodes) < expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+        nodes = list(grid.get_node_ids())
+    if len(nodes) < expected:
+        raise FedembedError(f"only {len(nodes)} of {expected} clients connected within {wait_s:.0f}s")
+    msgs = [Message(content=wire.node_content(-1, -1), dst_node_id=n, message_type=MessageType.QUERY) for n in nodes]
+    mapping: dict[int, int] = {}
+    for reply in grid.send_and_receive(msgs, timeout=wait_s):
+        if reply.has_error():
+            raise FedembedError(f"node {reply.metadata.src_node_id} failed to report its partition: "
+                                f"{reply.error.reason}")
+        pid, num = wire.parse_node(reply.content)
+        if num != expected:
+            raise FedembedError(f"node {reply.metadata.src_node_id} reports {num} partitions, "
+                                f"the scenario has partition.num_clients={expected}")
+        if pid in mapping:
+            raise FedembedError(f"two nodes claim partition {pid}")
+        mapping[pid] = reply.metadata.src_node_id
+    return mapping
+
+
+def initial_state(cfg: Config, run_dir: Path, prep: Prepared, resume: bool) -> checkpoint.State:
+    fingerprint = prep.vocab.fingerprint()
+    if resume and checkpoint.exists(run_dir):
+        state = checkpoint.load(run_dir)
+        if state.vocab_fingerprint != fingerprint:
+            raise CheckpointError(f"checkpoint in {run_dir} was trained on another vocabulary")
+        metrics.truncate(run_dir, state.round)
+        log.info("resuming %s after round %d", run_dir, state.round)
+        return state
+    (run_dir / metrics.METRICS).unlink(missing_ok=True)
+    family = models.make(cfg)
+    return checkpoint.State(0, family.init_tables(len(prep.vocab), cfg.seed), fingerprint)
+
+
+def sample_clients(cfg: Config, active: list[int], rnd: int) -> list[int]:
+    k = cfg.federation.clients_per_round or len(active)
+    rng = np.random.default_rng([cfg.seed, rnd])
+    return sorted(rng.choice(active, size=min(k, len(active)), replace=False).tolist())
+
+
+def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prep = prepare(cfg, run_dir)
+    state = initial_state(cfg, run_dir, prep, resume)
+    nodes = discover_partitions(grid, cfg.partition.num_clients)
+    active = [p for p in prep.manifest.active if p in nodes]
+    vocab_record = wire.arrays({"counts": prep.vocab.counts})
+    shapes = {k: v.shape for k, v in state.tables.items()}
+    bar = tqdm(total=cfg.federation.rounds, initial=state.round, desc="rounds", unit="round",
+               disable=not progress, dynamic_ncols=True)
+    for rnd in range(state.round + 1, cfg.federation.rounds + 1):
+        record = run_round(grid, cfg, prep, state, rnd, sample_clients(cfg, active, rnd), nodes, vocab_record, shapes)
+        metrics.append(run_dir, record)
+        state.round = rnd
+        checkpoint.save(run_dir, state)
+        bar.update(1)
+        bar.set_postfix(loss=f"{record['train_loss']:.4f}")
+    bar.close()
+    return finalize(cfg, run_dir, prep, state.tables)
+
+
+def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: int, clients: list[int],
+              nodes: dict[int, int], vocab_record, shapes) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    lr_start, lr_end = learning_rates(cfg, rnd)
+    ins = wire.TrainInstruction(rnd, lr_start, lr_end, cfg.seed, cfg.to_dict(), str(prep.shard_dir.resolve()))
+    content = wire.train_content(wire.arrays(state.tables), vocab_record, ins)
+    down = wire.nbytes(content)
+    msgs = [Message(content=content, dst_node_id=nodes[p], message_type=MessageType.TRAIN, group_id=str(rnd))
+            for p in clients]
+    timeout = cfg.federation.round_timeout or None
+    acc = Accumulator(shapes)
+    failures: list[str] = []
+    rejected: list[str] = []
+    up = 0
+    loss_sum = examples = 0.0
+    limit = cfg.federation.max_update_mb * 2**20
+    for reply in grid.send_and_receive(msgs, timeout=timeout):
+        src = reply.metadata.src_node_id
+        if reply.has_error():
+            failures.append(f"node {src}: {reply.error.reason}")
+            continue
+        size = wire.nbytes(reply.content)
+        up += size
+        try:
+            if size > limit:
+                raise UpdateError(f"update of {size / 2**20:.1f} MB exceeds federation.max_update_mb")
+            tables, weights, m = wire.parse_reply(reply.content)
+            acc.add(tables, weights)
+        except UpdateError as exc:
+            rejected.append(f"node {src}: {exc}")
+            log.warning("round %d: rejected update from node %d: %s", rnd, src, exc)
+            continue
+        loss_sum += m.get("loss", 0.0) * m.get("examples", 0.0)
+        examples += m.get("examples", 0.0)
+    missing = len(clients) - acc.count - len(failures) - len(rejected)
+    if acc.count == 0:
+        reasons = "; ".join(failures + rejected) or f"{missing} client(s) did not answer in time"
+        raise FedembedError(f"round {rnd}: no client update could be aggregated ({reasons})")
+    for f in failures:
+        log.warning("round %d: client failed: %s", rnd, f)
+    deltas = divide_rows(acc.sums, acc.weights)
+    for k, d in deltas.items():
+        state.tables[k] += d
+    return {"round": rnd, "clients": len(clients), "clients_ok": acc.count, "failed": len(failures) + missing,
+            "rejected": len(rejected), "train_loss": loss_sum / max(examples, 1.0), "examples": int(examples),
+            "lr": lr_start, "bytes_down": down * len(clients), "bytes_up": up,
+            "seconds": time.perf_counter() - t0}

@@ -1,0 +1,61 @@
+"""End of a run: export the global word vectors, evaluate them next to the gensim baseline."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedembed import metrics, models
+from fedembed.config import Config
+from fedembed.eval.baseline import train_gensim
+from fedembed.eval.wordsim import evaluate
+from fedembed.export import export, keyed_vectors
+
+log = logging.getLogger(__name__)
+REPORT = "report.json"
+
+
+def ratios(quality: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float | None]:
+    """Federated ÷ centralized for each headline figure (None where undefined)."""
+    out: dict[str, float | None] = {}
+    for name, key in (("wordsim353", "spearman"), ("simlex999", "spearman"), ("analogy", "accuracy")):
+        f, b = quality.get(name, {}).get(key), baseline.get(name, {}).get(key)
+        out[f"{name}.{key}"] = f / b if f is not None and b not in (None, 0) else None
+    return out
+
+
+def finalize(cfg: Config, run_dir: Path, prep, tables: dict[str, np.ndarray]) -> dict[str, Any]:
+    vectors = models.make(cfg).word_vectors(tables)
+    words = prep.vocab.words
+    export(words, vectors, run_dir / "embeddings.txt", "word2vec-text")
+    export(words, vectors, run_dir / "embeddings.bin", "word2vec-binary")
+    quality = evaluate(keyed_vectors(words, vectors))
+    report: dict[str, Any] = {
+        "run": {"name": cfg.name, "rounds": cfg.federation.rounds, "clients": cfg.partition.num_clients,
+                "partition": cfg.partition.name, "family": cfg.model.family, "dim": cfg.model.dim,
+                "vocab_size": len(words), "tokens": int(sum(prep.manifest.tokens)),
+                "skipped_clients": prep.manifest.skipped},
+        "quality": quality,
+    }
+    hist = metrics.read(run_dir)
+    if hist:
+        report["run"]["bytes_up"] = int(sum(r["bytes_up"] for r in hist))
+        report["run"]["bytes_down"] = int(sum(r["bytes_down"] for r in hist))
+        report["run"]["seconds"] = float(sum(r["seconds"] for r in hist))
+        report["run"]["final_train_loss"] = hist[-1]["train_loss"]
+    if cfg.eval.baseline:
+        t0 = time.perf_counter()
+        kv = train_gensim(cfg, prep.vocab, prep.shard_dir, prep.manifest.active)
+        base = evaluate(kv)
+        base["seconds"] = time.perf_counter() - t0
+        report["baseline"] = {"gensim": base}
+        report["ratio_to_baseline"] = ratios(quality, base)
+    tmp = run_dir / (REPORT + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(run_dir / REPORT)
+    log.info("report written to %s", run_dir / REPORT)
+    return report

@@ -1,0 +1,64 @@
+"""Opening a run directory: a new run writes its resolved config; a resumed one reads it back.
+
+A new run never overwrites a directory that already holds a run (nothing saved is lost);
+a resumed run refuses a scenario that differs from the one it started with, except for
+`federation.rounds`, which may grow.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fedembed import checkpoint, config as config_mod
+from fedembed.errors import CheckpointError, ConfigError
+
+CONFIG = "config.toml"
+
+
+def open_run_dir(out: Path, scenario: str | Path | config_mod.Config | None, overrides: dict[str, Any] | None,
+                 resume: bool) -> tuple[config_mod.Config, Path]:
+    out = Path(out)
+    overrides = dict(overrides or {})
+    if resume:
+        saved_path = out / CONFIG
+        if not saved_path.is_file():
+            raise CheckpointError(f"cannot resume: {out} has no {CONFIG} (was a run started there?)")
+        saved = config_mod.load(saved_path)
+        rounds = overrides.pop("federation.rounds", None)
+        if scenario is not None or overrides:
+            asked = scenario if isinstance(scenario, config_mod.Config) else config_mod.load(scenario, overrides)
+            asked.federation.rounds = saved.federation.rounds
+            if asked.to_dict() != saved.to_dict():
+                diff = _diff(saved.to_dict(), asked.to_dict())
+                raise ConfigError(f"cannot resume {out} with a different scenario ({', '.join(diff)} differ)")
+        if rounds is not None:
+            done = checkpoint.load(out).round if checkpoint.exists(out) else 0
+            if rounds < done:
+                raise ConfigError(f"--rounds {rounds} is below the rounds already done in {out}")
+            saved.federation.rounds = int(rounds)
+            config_mod.validate(saved)
+            saved.save(saved_path)
+        return saved, out
+    cfg = scenario if isinstance(scenario, config_mod.Config) else config_mod.load(scenario, overrides)
+    if isinstance(scenario, config_mod.Config) and overrides:
+        cfg = config_mod.load(None, {**_flatten(cfg.to_dict()), **overrides})
+    if (out / CONFIG).exists() or checkpoint.exists(out):
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save(out / CONFIG)
+    return cfg, out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            flat.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    fa, fb = _flatten(a), _flatten(b)
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))

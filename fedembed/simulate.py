@@ -1,0 +1,44 @@
+"""`fedembed.simulate`: a whole federation on this machine under Flower's simulation runtime."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from fedembed.config import Config
+from fedembed.report import REPORT
+from fedembed.rundir import open_run_dir
+
+
+def backend_config(cfg: Config) -> dict[str, Any]:
+    init_args: dict[str, Any] = {"logging_level": logging.WARNING, "include_dashboard": False}
+    if cfg.simulation.ray_address:
+        init_args["address"] = cfg.simulation.ray_address
+    else:
+        init_args["num_cpus"] = os.cpu_count() or 1
+    return {"client_resources": {"num_cpus": cfg.simulation.num_cpus_per_client, "num_gpus": 0.0},
+            "init_args": init_args}
+
+
+def simulate(config: str | Path | Config | None = None, out: str | Path = "runs/default", *, resume: bool = False,
+             overrides: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a scenario; returns report.json's content."""
+    from flwr.simulation import run_simulation
+
+    from client.app import app as client_app
+    from server.app import build
+
+    cfg, run_dir = open_run_dir(Path(out), config, overrides, resume)
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        run_simulation(server_app=build(cfg, run_dir, resume, progress), client_app=client_app,
+                       num_supernodes=cfg.partition.num_clients, backend_config=backend_config(cfg))
+    report = run_dir / REPORT
+    if not report.is_file():
+        from fedembed.errors import FedembedError
+        raise FedembedError(f"the simulation ended without writing {report}; see the log above")
+    return json.loads(report.read_text(encoding="utf-8"))

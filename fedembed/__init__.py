@@ -10,16 +10,16 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from fedembed.load import Run
+    from fedembed.loader import Run
 
 
 def simulate(*args: Any, **kwargs: Any) -> dict[str, Any]:
-    from fedembed.simulate import simulate as _simulate
+    from fedembed.simulation import simulate as _simulate
 
     return _simulate(*args, **kwargs)
 
 
 def load(run_dir: str) -> "Run":
-    from fedembed.load import load as _load
+    from fedembed.loader import load as _load
 
     return _load(run_dir)

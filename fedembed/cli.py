@@ -12,7 +12,7 @@ from fedembed.errors import FedembedError
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from fedembed.simulate import simulate
+    from fedembed.simulation import simulate
 
     overrides: dict[str, Any] = {}
     if args.rounds is not None:
@@ -51,13 +51,17 @@ def _headline(report: dict[str, Any]) -> dict[str, Any]:
 
 def _vectors(path: Path):
     from fedembed.export import load_vectors
-    from fedembed.load import load
+    from fedembed.loader import load
 
     if path.is_dir():
         return load(path).vectors
     if not path.is_file():
         raise FedembedError(f"no run directory or vectors file at {path}")
-    return load_vectors(path)
+    try:
+        return load_vectors(path)
+    except (ValueError, UnicodeDecodeError, EOFError, OSError) as exc:
+        raise FedembedError(f"cannot read vectors from {path}: expected word2vec text or binary, "
+                            f"or .npy with its .vocab.txt ({exc})") from exc
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -63,6 +63,7 @@ class FederationConfig:
     clients_per_round: int = 0     # 0 = all clients every round
     aggregate: str = "rowwise"     # rowwise | fedavg
     row_weight: str = "count"      # count | presence (rowwise only)
+    server_lr: float = 1.0         # global += server_lr * aggregate (FedOpt's server step)
     round_timeout: float = 0.0     # seconds; 0 = wait for every sampled client
     max_update_mb: float = 1024.0  # larger replies are refused
 
@@ -109,7 +110,7 @@ _CHOICES = {
 }
 _POSITIVE = {"partition.num_clients", "model.dim", "model.window", "model.negative", "train.local_epochs",
              "train.batch_size", "train.neg_share", "federation.rounds", "vocab.min_count", "train.lr",
-             "partition.min_tokens", "federation.max_update_mb"}
+             "partition.min_tokens", "federation.max_update_mb", "federation.server_lr"}
 _NON_NEGATIVE = {"vocab.max_size", "federation.clients_per_round", "model.sample", "train.min_lr",
                  "federation.round_timeout", "model.ns_exponent", "simulation.num_cpus_per_client"}
 
@@ -154,7 +155,7 @@ def validate(cfg: Config) -> Config:
         if not flat[key] > 0:
             raise ConfigError(f"{key} must be > 0, got {flat[key]}")
     for key in _NON_NEGATIVE:
-        if flat[key] < 0:
+        if not flat[key] >= 0:  # also refuses NaN
             raise ConfigError(f"{key} must be >= 0, got {flat[key]}")
     if cfg.federation.clients_per_round > cfg.partition.num_clients:
         raise ConfigError(f"federation.clients_per_round ({cfg.federation.clients_per_round}) exceeds "
@@ -196,6 +197,8 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
         node = values
         for s in sections:
             node = node.setdefault(s, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"unknown key: {dotted} ({s!r} is not a table)")
         node[key] = value
     try:
         return from_dict(values)

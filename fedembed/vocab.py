@@ -80,26 +80,27 @@ def read_word_list(path: Path) -> tuple[list[str], list[int]]:
         raise CorpusError(f"word-list file does not exist: {path}")
     words: list[str] = []
     counts: list[int | None] = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                parts = line.split()
-                if not parts or parts[0].startswith("#"):
-                    continue
-                if len(parts) > 2:
-                    raise CorpusError(f"{path}:{lineno}: expected 'word' or 'word count', got {line.strip()!r}")
-                count = None
-                if len(parts) == 2:
-                    try:
-                        count = int(parts[1])
-                    except ValueError as exc:
-                        raise CorpusError(f"{path}:{lineno}: count {parts[1]!r} is not an integer") from exc
-                    if count < 1:
-                        raise CorpusError(f"{path}:{lineno}: count must be positive, got {count}")
-                words.append(parts[0])
-                counts.append(count)
-    except UnicodeDecodeError as exc:
-        raise CorpusError(f"{path}: not valid UTF-8 ({exc.reason})") from exc
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise CorpusError(f"{path}:{lineno}: not valid UTF-8 ({exc.reason})") from exc
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            if len(parts) > 2:
+                raise CorpusError(f"{path}:{lineno}: expected 'word' or 'word count', got {line.strip()!r}")
+            count = None
+            if len(parts) == 2:
+                try:
+                    count = int(parts[1])
+                except ValueError as exc:
+                    raise CorpusError(f"{path}:{lineno}: count {parts[1]!r} is not an integer") from exc
+                if count < 1:
+                    raise CorpusError(f"{path}:{lineno}: count must be positive, got {count}")
+            words.append(parts[0])
+            counts.append(count)
     if not words:
         raise CorpusError(f"word-list file {path} has no words")
     if any(c is None for c in counts):

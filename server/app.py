@@ -5,9 +5,11 @@ run config; `fedembed simulate` builds the same app around an already-resolved c
 """
 from __future__ import annotations
 
+from logging import INFO
 from pathlib import Path
 
 from flwr.app import Context
+from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from fedembed import config as config_mod
@@ -28,11 +30,26 @@ def build(cfg: config_mod.Config, run_dir: Path, resume: bool, progress: bool = 
 app = ServerApp()
 
 
+def _absolute(path: str) -> Path:
+    """`out`/`scenario` from the run config, made absolute against this process's cwd.
+
+    Under `flwr run .` this ServerApp runs in a `flwr-simulation` process spawned by the
+    SuperLink, so its cwd is the directory the SuperLink was started from (for a local
+    SuperLink started by `flwr run`, the directory that command ran in), not necessarily
+    the caller's; resolving once here makes the run directory and errors name the real
+    location. Paths inside a scenario file (data.corpus, vocab.source) resolve against
+    the same cwd. See docs/FLWR_RUN.md.
+    """
+    return Path(path).expanduser().resolve()
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     rc = context.run_config
     overrides = {"federation.rounds": int(rc["rounds"])} if int(rc.get("rounds", 0)) else {}
-    scenario = str(rc.get("scenario", "")) or None
+    scenario = _absolute(str(rc["scenario"])) if str(rc.get("scenario", "")) else None
     resume = bool(rc.get("resume", False))
-    cfg, run_dir = open_run_dir(Path(str(rc.get("out", "runs/flwr"))), scenario, overrides, resume)
+    cfg, run_dir = open_run_dir(_absolute(str(rc.get("out", "runs/flwr"))), scenario, overrides, resume)
+    log(INFO, "fedembed: scenario %s, run directory %s", scenario or "(built-in default)", run_dir)
     server.run(grid, cfg, run_dir, resume=resume)
+    log(INFO, "fedembed: run directory %s complete", run_dir)

@@ -71,11 +71,14 @@ def read_corpus(path: str | os.PathLike[str], fmt: str = "auto") -> Iterator[Doc
         raise CorpusError(f"corpus {path} is empty: no line has a word token")
 
 
+def _opener(path: Path):
+    return {".gz": gzip.open, ".bz2": bz2.open}.get(path.suffix.lower(), open)
+
+
 def _open_text(path: Path) -> IO[str]:
     """Open a (possibly gzip/bz2-compressed) UTF-8 file, refusing binary content early."""
-    opener = {".gz": gzip.open, ".bz2": bz2.open}.get(path.suffix.lower(), open)
     try:
-        raw = opener(path, "rb")
+        raw = _opener(path)(path, "rb")
         head = raw.read(_SNIFF_BYTES)
     except OSError as exc:
         raise CorpusError(f"cannot read corpus file {path}: {exc}") from exc
@@ -83,7 +86,7 @@ def _open_text(path: Path) -> IO[str]:
         raw.close()
         raise CorpusError(f"{path} looks binary (NUL bytes in its first {_SNIFF_BYTES} bytes), not UTF-8 text")
     raw.seek(0)
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline=None)
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline=None)  # -sig: skip a BOM
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -93,7 +96,19 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             for lineno, line in enumerate(fh, start=1):
                 yield lineno, line
         except UnicodeDecodeError as exc:
-            raise CorpusError(f"{path}:{lineno + 1}: not valid UTF-8 ({exc.reason})") from exc
+            # The text layer decodes whole chunks ahead of the line being read: find the line.
+            raise CorpusError(f"{path}:{_undecodable_line(path, lineno + 1)}: not valid UTF-8 ({exc.reason})") from exc
+
+
+def _undecodable_line(path: Path, default: int) -> int:
+    """1-based number of the first line that is not valid UTF-8 ('\\n' never occurs inside a UTF-8 sequence)."""
+    with _opener(path)(path, "rb") as raw:
+        for lineno, line in enumerate(raw, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return lineno
+    return default
 
 
 def _read_text(path: str | os.PathLike[str], unit: str | None = None) -> Iterator[Document]:

@@ -7,9 +7,26 @@ Digits and punctuation are dropped, as the word-similarity lists hold no numbers
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 
-_WORD = re.compile(r"[^\W\d_]+(?:['\u2019][^\W\d_]+)*", re.UNICODE)
+
+def _mark_class() -> str:
+    """A character class of the combining marks (Mn, Mc, Me), which Python's `\\w` leaves out:
+    without them Devanagari, Arabic with vowel points, etc. would be cut inside words."""
+    ranges: list[list[int]] = []
+    for c in range(sys.maxunicode + 1):
+        if unicodedata.category(chr(c)) in ("Mn", "Mc", "Me"):
+            if ranges and ranges[-1][1] == c - 1:
+                ranges[-1][1] = c
+            else:
+                ranges.append([c, c])
+    return "[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]"
+
+
+# Letters, then combining marks and letters; the (non-ASCII) lookahead keeps plain text fast.
+_LETTERS = rf"[^\W\d_]+(?:(?=[^\x00-\x7f]){_mark_class()}+[^\W\d_]*)*"
+_WORD = re.compile(rf"{_LETTERS}(?:['\u2019]{_LETTERS})*", re.UNICODE)
 
 
 def tokenize(text: str, min_len: int = 1, max_len: int = 40) -> list[str]:

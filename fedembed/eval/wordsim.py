@@ -32,13 +32,20 @@ def evaluate(kv: KeyedVectors, analogies: bool = True) -> dict[str, Any]:
     quiet.setLevel(logging.ERROR)
     try:
         for name, fname in PAIR_LISTS.items():
-            pearson, spearman, oov = kv.evaluate_word_pairs(datapath(fname))
+            try:
+                pearson, spearman, oov = kv.evaluate_word_pairs(datapath(fname))
+            except ValueError:  # gensim raises when no pair is in the vocabulary
+                out[name] = {"spearman": None, "pearson": None, "oov": 1.0}
+                continue
             out[name] = {"spearman": _finite(spearman[0]), "pearson": _finite(pearson[0]), "oov": oov / 100.0}
         if analogies:
             path = datapath(ANALOGIES)
-            score, sections = kv.evaluate_word_analogies(path)
-            total = next(s for s in sections if s["section"] == "Total accuracy")
-            seen = len(total["correct"]) + len(total["incorrect"])
+            try:
+                score, sections = kv.evaluate_word_analogies(path)
+                total = next(s for s in sections if s["section"] == "Total accuracy")
+                seen = len(total["correct"]) + len(total["incorrect"])
+            except (ValueError, StopIteration, ZeroDivisionError):
+                score, seen = 0.0, 0
             out["analogy"] = {"accuracy": float(score) if seen else None,
                               "oov": 1.0 - seen / _analogy_total(path)}
     finally:

@@ -141,7 +141,7 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
         log.warning("round %d: client failed: %s", rnd, f)
     deltas = divide_rows(acc.sums, acc.weights)
     for k, d in deltas.items():
-        state.tables[k] += d
+        state.tables[k] += cfg.federation.server_lr * d
     return {"round": rnd, "clients": len(clients), "clients_ok": acc.count, "failed": len(failures) + missing,
             "rejected": len(rejected), "train_loss": loss_sum / max(examples, 1.0), "examples": int(examples),
             "lr": lr_start, "bytes_down": down * len(clients), "bytes_up": up,

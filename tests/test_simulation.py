@@ -1,0 +1,105 @@
+"""Real Flower simulation runs (Ray backend): multi-round training, outputs, kill and resume."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gensim.models import KeyedVectors
+
+import fedembed
+from fedembed import checkpoint, metrics
+from fedembed.errors import CheckpointError, ConfigError
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_multi_round_simulation_writes_a_complete_run(tmp_path, write_scenario):
+    out = tmp_path / "run"
+    report = fedembed.simulate(write_scenario(federation={"rounds": 3}, eval={"baseline": True}), out,
+                               progress=False)
+    rows = metrics.read(out)
+    assert [r["round"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert r["clients"] == 3 and r["clients_ok"] == 3
+        assert r["bytes_up"] > 0 and r["bytes_down"] > 0 and r["seconds"] > 0 and r["train_loss"] > 0
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert (out / "config.toml").is_file() and checkpoint.load(out).round == 3
+    kv_txt = KeyedVectors.load_word2vec_format(str(out / "embeddings.txt"), binary=False)
+    kv_bin = KeyedVectors.load_word2vec_format(str(out / "embeddings.bin"), binary=True)
+    assert kv_txt.vector_size == 16 and len(kv_txt) == len(kv_bin) > 1000
+    np.testing.assert_allclose(kv_txt["government"], kv_bin["government"], atol=1e-5)
+    saved = json.loads((out / "report.json").read_text())
+    assert saved == report
+    for side in (report["quality"], report["baseline"]["gensim"]):
+        assert -1 <= side["wordsim353"]["spearman"] <= 1 and 0 <= side["wordsim353"]["oov"] < 1
+        assert side["simlex999"]["oov"] < 1 and 0 <= side["analogy"]["accuracy"] <= 1
+    assert set(report["ratio_to_baseline"]) == {"wordsim353.spearman", "simlex999.spearman", "analogy.accuracy"}
+    run = fedembed.load(out)
+    assert run.round == 3 and run.config.federation.rounds == 3
+    np.testing.assert_allclose(run.vectors["government"], kv_bin["government"], atol=1e-5)
+
+
+def test_a_finished_run_directory_is_never_overwritten(tmp_path, write_scenario):
+    out = tmp_path / "run"
+    fedembed.simulate(write_scenario(federation={"rounds": 1}), out, progress=False)
+    before = (out / "checkpoint.npz").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        fedembed.simulate(write_scenario(federation={"rounds": 1}), out, progress=False)
+    with pytest.raises(ConfigError, match="different scenario.*model.dim"):
+        fedembed.simulate(write_scenario(model={"dim": 8}), out, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        fedembed.simulate(None, tmp_path / "nothing", resume=True, progress=False)
+    assert (out / "checkpoint.npz").read_bytes() == before
+
+
+def _simulate_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fedembed.cli", "simulate", "--quiet", *args]
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, write_scenario):
+    scenario = write_scenario(federation={"rounds": 4})
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(_simulate_cmd("--config", str(scenario), "--out", str(killed)), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(metrics.read(killed)) >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole group: driver and its Ray workers
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    done_before = checkpoint.load(killed).round
+    assert 2 <= done_before < 4 and not (killed / "report.json").exists()
+
+    subprocess.run(_simulate_cmd("--out", str(killed), "--resume"), env=env, check=True, timeout=300,
+                   capture_output=True)
+    rows = metrics.read(killed)
+    assert [r["round"] for r in rows] == [1, 2, 3, 4]
+    assert checkpoint.load(killed).round == 4 and (killed / "report.json").is_file()
+
+    straight = tmp_path / "straight"
+    fedembed.simulate(scenario, straight, progress=False)
+    a, b = checkpoint.load(killed).tables, checkpoint.load(straight).tables
+    for name in a:  # same rounds, same seeds: the same tables up to float summation order
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-5)
+
+
+def test_resume_can_extend_the_number_of_rounds(tmp_path, write_scenario):
+    out = tmp_path / "run"
+    fedembed.simulate(write_scenario(federation={"rounds": 1}), out, progress=False)
+    fedembed.simulate(None, out, resume=True, overrides={"federation.rounds": 2}, progress=False)
+    assert [r["round"] for r in metrics.read(out)] == [1, 2]
+    assert checkpoint.load(out).round == 2

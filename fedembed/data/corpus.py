@@ -8,6 +8,7 @@ and its origin (file and line) so errors can name where they come from.
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import io
 import json
@@ -149,6 +150,16 @@ def _read_jsonl(path: str | os.PathLike[str]) -> Iterator[Document]:
 
 
 def _read_builtin(_: str | os.PathLike[str] = BUILTIN) -> Iterator[Document]:
+    # Small (≈0.5M tokens) and fixed, but WikiCorpus parses the XML slowly: parse once per process.
+    return iter(_builtin_documents())
+
+
+@functools.lru_cache(maxsize=1)
+def _builtin_documents() -> tuple[Document, ...]:
+    return tuple(_parse_builtin())
+
+
+def _parse_builtin() -> Iterator[Document]:
     from gensim.corpora import WikiCorpus
 
     paths = builtin_paths()

@@ -129,3 +129,10 @@ def test_every_section_is_a_dataclass_with_defaults():
     for f in dataclasses.fields(C.Config):
         if f.name not in ("name", "seed"):
             assert dataclasses.is_dataclass(f.default_factory())
+
+
+def test_shipped_default_scenario_is_the_built_in_default():
+    from pathlib import Path
+
+    shipped = C.load(Path(__file__).parent.parent / "simulations" / "scenarios" / "default.toml")
+    assert shipped.to_dict() == C.Config().to_dict()

@@ -2,7 +2,8 @@
 
 The node's partition comes from its node config (`partition-id`, `num-partitions`, set by
 the simulation runtime or `flower-supernode --node-config`); an optional `data-path`
-points a real device at its own shard directory.
+points a real device at its own shard directory. `context.state` persists per node across
+rounds: record-level DP keeps its privacy accountant there (and reports it in the reply).
 """
 from __future__ import annotations
 
@@ -25,5 +26,6 @@ def train(msg: Message, context: Context) -> Message:
     tables, counts, ins = wire.parse_train(msg.content)
     data_path = context.node_config.get("data-path")
     update = client.train_round(tables, counts, ins, int(context.node_config["partition-id"]),
-                                str(data_path) if data_path else None)
-    return Message(content=wire.reply_content(update.tables, update.weights, update.metrics), reply_to=msg)
+                                str(data_path) if data_path else None, context.state)
+    return Message(content=wire.reply_content(update.tables, update.weights, update.metrics,
+                                              wire.parse_record_dp(context.state)), reply_to=msg)

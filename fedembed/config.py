@@ -51,7 +51,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     local_epochs: int = 1
-    lr: float = 0.025
+    lr: float = 0.1                # federated averaging slows shared rows ~K×: see docs/BENCHMARKS.md
     min_lr: float = 0.0001
     batch_size: int = 1024
     neg_share: int = 32
@@ -59,13 +59,47 @@ class TrainConfig:
 
 @dataclass
 class FederationConfig:
-    rounds: int = 5
+    rounds: int = 20
     clients_per_round: int = 0     # 0 = all clients every round
     aggregate: str = "rowwise"     # rowwise | fedavg
     row_weight: str = "count"      # count | presence (rowwise only)
     server_lr: float = 1.0         # global += server_lr * aggregate (FedOpt's server step)
     round_timeout: float = 0.0     # seconds; 0 = wait for every sampled client
     max_update_mb: float = 1024.0  # larger replies are refused
+
+
+@dataclass
+class RecordDPConfig:
+    """Record-level DP-SGD inside each client, `[privacy.record]` (fedembed/privacy/record_dp.py)."""
+    enabled: bool = False
+    unit: str = "sentence"         # sentence (a line; a built-in article) | document (a file, a JSONL client_id)
+    expected_batch: int = 1024     # samples per step in expectation: Poisson rate q = expected_batch / n
+    clip: float = 1.0              # C: per-sample L2 bound over both tables together
+    noise_multiplier: float = 0.0  # σ: noise std σ·C on every summed coordinate; 0 = derive from target_epsilon
+    target_epsilon: float = 0.0    # > 0: σ such that ε after every round of the run is at most this
+    delta: float = 1e-6            # must be below 1/n for every client's n samples
+    accountant: str = "rdp"        # rdp | prv (Opacus' accountants)
+
+
+@dataclass
+class PrivacyConfig:
+    """User-level DP-FedAvg (fedembed/privacy). Off by default: the default scenario is not private."""
+    user_level: bool = False       # clip each client's whole update, add Gaussian noise to the sums
+    clip: float = 1.0              # L2 bound C on a client's update (tables and weights together);
+                                   # the starting value when adaptive_clip is on
+    noise_multiplier: float = 0.0  # z: noise std = z·C on every summed coordinate; 0 = clipping only (ε = ∞)
+    target_epsilon: float = 0.0    # > 0: derive z so that ε after federation.rounds is at most this
+                                   # (it then also acts as max_epsilon); 0 = use noise_multiplier
+    delta: float = 0.0             # 0 = 1 / num_clients^1.1
+    accountant: str = "rdp"        # rdp | prv (Opacus' accountants, with sampling amplification)
+    max_epsilon: float = 0.0       # stop before the round that would spend more; 0 = no budget
+    adaptive_clip: bool = False    # move C toward target_quantile of update norms (Andrew et al. 2021)
+    target_quantile: float = 0.5   # fraction of updates meant to be left unclipped
+    clip_lr: float = 0.2           # geometric step: C ← C·exp(−clip_lr·(b̄ − target_quantile))
+    clip_count_stddev: float = 0.0  # noise std on the unclipped-count; 0 = expected clients / 20
+    weight_scale: float = 0.1      # β: the per-row weights are sent as β·presence (their share of C)
+    min_weight: float = 3.0        # rows whose noisy weight is below this many noise stds stay unchanged
+    record: RecordDPConfig = field(default_factory=RecordDPConfig)
 
 
 @dataclass
@@ -90,6 +124,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
 
@@ -107,12 +142,16 @@ _CHOICES = {
     "vocab.mode": {"public"},
     "federation.aggregate": {"rowwise", "fedavg"},
     "federation.row_weight": {"count", "presence"},
+    "privacy.accountant": {"rdp", "prv"},
 }
 _POSITIVE = {"partition.num_clients", "model.dim", "model.window", "model.negative", "train.local_epochs",
              "train.batch_size", "train.neg_share", "federation.rounds", "vocab.min_count", "train.lr",
-             "partition.min_tokens", "federation.max_update_mb", "federation.server_lr"}
+             "partition.min_tokens", "federation.max_update_mb", "federation.server_lr", "privacy.clip",
+             "privacy.clip_lr", "privacy.weight_scale"}
 _NON_NEGATIVE = {"vocab.max_size", "federation.clients_per_round", "model.sample", "train.min_lr",
-                 "federation.round_timeout", "model.ns_exponent", "simulation.num_cpus_per_client"}
+                 "federation.round_timeout", "model.ns_exponent", "simulation.num_cpus_per_client",
+                 "privacy.noise_multiplier", "privacy.target_epsilon", "privacy.delta", "privacy.max_epsilon",
+                 "privacy.clip_count_stddev", "privacy.min_weight"}
 
 
 def _coerce(key: str, value: Any, typ: type) -> Any:
@@ -174,6 +213,12 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{key}: {flat[key]!r} is not one of {sorted(registry)}")
     if cfg.federation.aggregate not in AGGREGATORS:
         raise ConfigError(f"federation.aggregate: {cfg.federation.aggregate!r} is not one of {sorted(AGGREGATORS)}")
+    from fedembed.privacy.params import check
+
+    check(cfg)
+    from fedembed.privacy.record_params import check as check_record
+
+    check_record(cfg)
     return cfg
 
 

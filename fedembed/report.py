@@ -14,6 +14,7 @@ from fedembed.config import Config
 from fedembed.eval.baseline import train_gensim
 from fedembed.eval.wordsim import evaluate
 from fedembed.export import export, keyed_vectors
+from fedembed.privacy.ledger import Ledger
 
 log = logging.getLogger(__name__)
 REPORT = "report.json"
@@ -28,7 +29,10 @@ def ratios(quality: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float
     return out
 
 
-def finalize(cfg: Config, run_dir: Path, prep, tables: dict[str, np.ndarray]) -> dict[str, Any]:
+def finalize(cfg: Config, run_dir: Path, prep, tables: dict[str, np.ndarray],
+             privacy: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`privacy` is the ledger's summary (fedembed.privacy.ledger.Ledger.summary); without one
+    the report says the run was not private, so `privacy.*` keys are always there."""
     vectors = models.make(cfg).word_vectors(tables)
     words = prep.vocab.words
     export(words, vectors, run_dir / "embeddings.txt", "word2vec-text")
@@ -40,8 +44,9 @@ def finalize(cfg: Config, run_dir: Path, prep, tables: dict[str, np.ndarray]) ->
                 "vocab_size": len(words), "tokens": int(sum(prep.manifest.tokens)),
                 "skipped_clients": prep.manifest.skipped},
         "quality": quality,
+        "privacy": privacy if privacy is not None else Ledger().summary(),
     }
-    hist = metrics.read(run_dir)
+    hist = [r for r in metrics.read(run_dir) if "event" not in r]  # rounds only, not e.g. a budget stop
     if hist:
         report["run"]["bytes_up"] = int(sum(r["bytes_up"] for r in hist))
         report["run"]["bytes_down"] = int(sum(r["bytes_down"] for r in hist))

@@ -19,6 +19,8 @@ def backend_config(cfg: Config) -> dict[str, Any]:
         init_args["address"] = cfg.simulation.ray_address
     else:
         init_args["num_cpus"] = os.cpu_count() or 1
+        # Ray otherwise binds and connects on the default-route interface: keep it on loopback.
+        init_args["_node_ip_address"] = "127.0.0.1"
     return {"client_resources": {"num_cpus": cfg.simulation.num_cpus_per_client, "num_gpus": 0.0},
             "init_args": init_args}
 

@@ -14,7 +14,7 @@ def test_defaults_are_valid():
     cfg = C.load()
     assert cfg == C.Config()
     assert C.validate(C.Config()) == cfg
-    assert cfg.partition.name == "natural" and cfg.model.family == "sgns" and cfg.federation.rounds == 5
+    assert cfg.partition.name == "natural" and cfg.model.family == "sgns" and cfg.federation.rounds == 20
     assert C.from_dict({}) == cfg
 
 

@@ -1,7 +1,9 @@
 """Per-client token shards on disk: int32 token ids plus int64 sentence end offsets.
 
 Written incrementally as the corpus streams past (bounded buffers), read back with
-`np.fromfile` by the client that owns the shard.
+`np.fromfile` by the client that owns the shard. A third file gives each sentence the
+client-local index of its natural unit (file, JSONL client_id, article), so record-level
+DP can take a whole document as its unit of privacy.
 """
 from __future__ import annotations
 
@@ -17,6 +19,10 @@ _FLUSH_TOKENS = 1 << 20
 def shard_paths(directory: Path, client: int) -> tuple[Path, Path]:
     stem = directory / f"client_{client:05d}"
     return stem.with_suffix(".ids"), stem.with_suffix(".bounds")
+
+
+def units_path(directory: Path, client: int) -> Path:
+    return Path(directory) / f"client_{client:05d}.units"
 
 
 @dataclass
@@ -35,18 +41,20 @@ class ShardWriter:
         self._buffered = 0
         self.tokens = [0] * num_clients
         self.sentences = [0] * num_clients
-        self._units: list[set[str]] = [set() for _ in range(num_clients)]
+        self._units: list[dict[str, int]] = [{} for _ in range(num_clients)]
+        self._sent_units: list[list[int]] = [[] for _ in range(num_clients)]
         self._handles = []
         for k in range(num_clients):
             ids_path, bounds_path = shard_paths(self.dir, k)
-            self._handles.append((open(ids_path, "wb"), open(bounds_path, "wb")))
+            self._handles.append((open(ids_path, "wb"), open(bounds_path, "wb"), open(units_path(self.dir, k), "wb")))
 
     def append(self, client: int, ids: np.ndarray, unit: str) -> None:
         if len(ids) == 0:
             return
         self._ids[client].append(ids.astype(np.int32, copy=False))
         self._buffered += len(ids)
-        self._units[client].add(unit)
+        units = self._units[client]
+        self._sent_units[client].append(units.setdefault(unit, len(units)))
         if self._buffered >= _FLUSH_TOKENS:
             self.flush()
 
@@ -56,9 +64,11 @@ class ShardWriter:
                 continue
             lengths = np.array([len(c) for c in chunks], dtype=np.int64)
             ends = self.tokens[k] + np.cumsum(lengths)
-            fh_ids, fh_bounds = self._handles[k]
+            fh_ids, fh_bounds, fh_units = self._handles[k]
             np.concatenate(chunks).tofile(fh_ids)
             ends.tofile(fh_bounds)
+            np.array(self._sent_units[k], dtype=np.int32).tofile(fh_units)
+            self._sent_units[k] = []
             self.tokens[k] = int(ends[-1])
             self.sentences[k] += len(chunks)
             self._ids[k] = []
@@ -66,9 +76,9 @@ class ShardWriter:
 
     def close(self) -> ShardStats:
         self.flush()
-        for a, b in self._handles:
-            a.close()
-            b.close()
+        for handles in self._handles:
+            for fh in handles:
+                fh.close()
         return ShardStats(self.tokens, self.sentences, [len(u) for u in self._units])
 
 
@@ -81,6 +91,18 @@ def load_shard(directory: Path, client: int) -> tuple[np.ndarray, np.ndarray]:
     if len(bounds) and bounds[-1] != len(ids):
         raise ValueError(f"shard {ids_path} is inconsistent with {bounds_path}")
     return ids, bounds
+
+
+def load_units(directory: Path, client: int, num_sentences: int) -> np.ndarray:
+    """Client-local unit index of every sentence; an error for shards written before units were kept."""
+    path = units_path(directory, client)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: this shard directory predates document units; "
+                                f"delete {Path(directory)} so that the run prepares its shards again")
+    units = np.fromfile(path, dtype=np.int32)
+    if len(units) != num_sentences:
+        raise ValueError(f"{path} has {len(units)} entries for {num_sentences} sentences")
+    return units
 
 
 @dataclass

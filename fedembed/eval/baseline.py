@@ -14,6 +14,17 @@ from gensim.models import KeyedVectors, Word2Vec
 from fedembed.data.shards import load_shard
 
 
+MAX_WORDS = 10_000
+
+
+def baseline_epochs(cfg, active_clients: int) -> int:
+    """Centralized epochs matching the federation's passes over the data: rounds × local
+    epochs × the fraction of clients a round trains (all of them unless clients_per_round)."""
+    per_round = cfg.federation.clients_per_round or active_clients
+    return max(1, round(cfg.federation.rounds * cfg.train.local_epochs * min(per_round, active_clients)
+                        / max(active_clients, 1)))
+
+
 class ShardSentences:
     """Re-iterable sentences of words over every client's shard (gensim iterates once per epoch)."""
 
@@ -26,8 +37,9 @@ class ShardSentences:
             ids, bounds = load_shard(self.dir, k)
             start = 0
             for end in bounds.tolist():
-                if end > start:
-                    yield self.words[ids[start:end]].tolist()
+                # gensim silently drops words past 10,000 in one sentence: cut long documents
+                for lo in range(start, end, MAX_WORDS):
+                    yield self.words[ids[lo:min(lo + MAX_WORDS, end)]].tolist()
                 start = end
 
 
@@ -40,5 +52,5 @@ def train_gensim(cfg, vocab, shard_dir: Path, clients: list[int], workers: int =
     sentences = ShardSentences(shard_dir, clients, vocab.words)
     total_words = int(sum(len(load_shard(shard_dir, k)[0]) for k in clients))
     model.train(sentences, total_words=total_words,
-                epochs=cfg.federation.rounds * t.local_epochs)
+                epochs=baseline_epochs(cfg, len(clients)))
     return model.wv

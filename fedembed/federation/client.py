@@ -6,15 +6,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from flwr.app import RecordDict
 
 from fedembed import aggregate, config as config_mod, models
-from fedembed.data.shards import load_shard
+from fedembed.data.shards import load_shard, load_units
+from fedembed.federation import wire
 from fedembed.federation.wire import TrainInstruction
+from fedembed.privacy import record_params, record_state
+from fedembed.privacy.record_dp import PrivateTraining, Samples
 from fedembed.updates import ClientUpdate, delta, run_pipeline, stages_for
 
 
 def train_round(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: TrainInstruction,
-                partition_id: int, data_path: str | None = None) -> ClientUpdate:
+                partition_id: int, data_path: str | None = None,
+                node_state: RecordDict | None = None) -> ClientUpdate:
+    """`node_state` is the node's persistent state (Flower's `context.state`): record-level DP
+    keeps its accountant there between rounds (without it, each round's ε starts from the
+    server's copy in `ins`, or from zero)."""
     t0 = time.perf_counter()
     cfg = config_mod.from_dict(ins.config)
     torch.set_num_threads(max(1, int(cfg.simulation.num_cpus_per_client)))
@@ -22,10 +30,33 @@ def train_round(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: T
     ids, bounds = load_shard(shard_dir, partition_id)
     family = models.make(cfg)
     seed = int(np.random.SeedSequence([cfg.seed, ins.round, partition_id]).generate_state(1)[0])
+    private = None
+    if cfg.privacy.record.enabled:
+        saved = record_state.latest(wire.parse_record_dp(node_state) if node_state is not None else None,
+                                    ins.record_dp)
+        private = _private_training(cfg, shard_dir, partition_id, bounds, saved)
     result = family.train_local(global_tables, ids, bounds, counts,
-                                ins.lr_start, ins.lr_end, seed)
+                                ins.lr_start, ins.lr_end, seed, private)
     rule = aggregate.make(cfg)
-    update = delta(result.tables, global_tables, rule.client_weights(result.row_counts, result.examples))
-    update.metrics = {"loss": result.loss, "examples": float(result.examples), "words": float(result.words),
-                      "train_seconds": time.perf_counter() - t0}
+    if private is None:
+        update = delta(result.tables, global_tables, rule.client_weights(result.row_counts, result.examples))
+        update.metrics = {"loss": result.loss, "examples": float(result.examples), "words": float(result.words)}
+    else:
+        # Nothing that depends on the data leaves the client unnoised: the row weights are
+        # data-independent (every row got noise), FedAvg counts the client once, and the
+        # training loss and example counts stay home (the ε covers only the tables).
+        update = delta(result.tables, global_tables, rule.client_weights(result.row_counts, 1))
+        update.metrics = record_state.metrics(private.accountant, private.params)
+        if node_state is not None:
+            wire.put_record_dp(node_state, record_state.capture(private.accountant, private.params))
+    update.metrics["train_seconds"] = time.perf_counter() - t0
     return run_pipeline(update, stages_for(cfg))
+
+
+def _private_training(cfg, shard_dir: Path, partition_id: int, bounds: np.ndarray,
+                      saved: record_state.State | None) -> PrivateTraining:
+    """DP-SGD's samples, parameters and accountant (continuing from `saved`) for this client."""
+    units = load_units(shard_dir, partition_id, len(bounds)) if cfg.privacy.record.unit == "document" else None
+    samples = Samples(bounds, units)
+    params = record_params.resolve(cfg, len(samples), record_state.saved_noise_multiplier(saved))
+    return PrivateTraining(params, samples, record_state.restore(params.accountant, saved))

@@ -15,12 +15,14 @@ from flwr.app import Message, MessageType
 from tqdm import tqdm
 
 from fedembed import checkpoint, metrics, models
-from fedembed.aggregate import divide_rows
 from fedembed.aggregate.accumulate import Accumulator
 from fedembed.config import Config
 from fedembed.data.prepare import Prepared, prepare
 from fedembed.errors import CheckpointError, FedembedError, UpdateError
 from fedembed.federation import wire
+from fedembed.privacy.params import sample_rate
+from fedembed.privacy.sampling import poisson_sample, secret_rng
+from fedembed.privacy.session import PrivacySession
 from fedembed.report import finalize
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,11 @@ def initial_state(cfg: Config, run_dir: Path, prep: Prepared, resume: bool) -> c
 
 
 def sample_clients(cfg: Config, active: list[int], rnd: int) -> list[int]:
+    """Under user-level DP, Poisson sampling from secret randomness (the amplification the
+    accountant counts on; the number of clients varies and may be 0); otherwise a fixed-size
+    draw reproducible from the seed."""
+    if cfg.privacy.user_level:
+        return poisson_sample(active, sample_rate(cfg), secret_rng())
     k = cfg.federation.clients_per_round or len(active)
     rng = np.random.default_rng([cfg.seed, rnd])
     return sorted(rng.choice(active, size=min(k, len(active)), replace=False).tolist())
@@ -82,6 +89,7 @@ def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool =
     run_dir.mkdir(parents=True, exist_ok=True)
     prep = prepare(cfg, run_dir)
     state = initial_state(cfg, run_dir, prep, resume)
+    privacy = PrivacySession(cfg, state.extra)  # resolves z (may refuse the config) before any training
     nodes = discover_partitions(grid, cfg.partition.num_clients)
     active = [p for p in prep.manifest.active if p in nodes]
     vocab_record = wire.arrays({"counts": prep.vocab.counts})
@@ -89,21 +97,34 @@ def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool =
     bar = tqdm(total=cfg.federation.rounds, initial=state.round, desc="rounds", unit="round",
                disable=not progress, dynamic_ncols=True)
     for rnd in range(state.round + 1, cfg.federation.rounds + 1):
-        record = run_round(grid, cfg, prep, state, rnd, sample_clients(cfg, active, rnd), nodes, vocab_record, shapes)
+        stop = privacy.budget_stop(rnd)
+        if stop:
+            log.warning(stop)
+            metrics.append(run_dir, {"round": rnd, "event": "privacy_budget_stop", "message": stop})
+            privacy.save(state.extra)
+            checkpoint.save(run_dir, state)
+            break
+        record = run_round(grid, cfg, prep, state, rnd, sample_clients(cfg, active, rnd), nodes, vocab_record,
+                           shapes, privacy)
+        entry = privacy.end_round(rnd)
+        if entry is not None:
+            record["privacy"] = entry
         metrics.append(run_dir, record)
         state.round = rnd
+        privacy.save(state.extra)
         checkpoint.save(run_dir, state)
         bar.update(1)
         bar.set_postfix(loss=f"{record['train_loss']:.4f}")
     bar.close()
-    return finalize(cfg, run_dir, prep, state.tables)
+    return finalize(cfg, run_dir, prep, state.tables, privacy.summary())
 
 
 def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: int, clients: list[int],
-              nodes: dict[int, int], vocab_record, shapes) -> dict[str, Any]:
+              nodes: dict[int, int], vocab_record, shapes, privacy: PrivacySession) -> dict[str, Any]:
     t0 = time.perf_counter()
     lr_start, lr_end = learning_rates(cfg, rnd)
-    ins = wire.TrainInstruction(rnd, lr_start, lr_end, cfg.seed, cfg.to_dict(), str(prep.shard_dir.resolve()))
+    ins = wire.TrainInstruction(rnd, lr_start, lr_end, cfg.seed, privacy.round_config(cfg),
+                                str(prep.shard_dir.resolve()))
     content = wire.train_content(wire.arrays(state.tables), vocab_record, ins)
     down = wire.nbytes(content)
     msgs = [Message(content=content, dst_node_id=nodes[p], message_type=MessageType.TRAIN, group_id=str(rnd))
@@ -115,7 +136,7 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
     up = 0
     loss_sum = examples = 0.0
     limit = cfg.federation.max_update_mb * 2**20
-    for reply in grid.send_and_receive(msgs, timeout=timeout):
+    for reply in grid.send_and_receive(msgs, timeout=timeout) if msgs else []:
         src = reply.metadata.src_node_id
         if reply.has_error():
             failures.append(f"node {src}: {reply.error.reason}")
@@ -126,20 +147,22 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
             if size > limit:
                 raise UpdateError(f"update of {size / 2**20:.1f} MB exceeds federation.max_update_mb")
             tables, weights, m = wire.parse_reply(reply.content)
+            privacy.check_reply(tables, weights, m)
             acc.add(tables, weights)
         except UpdateError as exc:
             rejected.append(f"node {src}: {exc}")
             log.warning("round %d: rejected update from node %d: %s", rnd, src, exc)
             continue
+        privacy.observe(m)
         loss_sum += m.get("loss", 0.0) * m.get("examples", 0.0)
         examples += m.get("examples", 0.0)
     missing = len(clients) - acc.count - len(failures) - len(rejected)
-    if acc.count == 0:
+    if acc.count == 0 and clients:  # none sampled (Poisson) is a round like any other: noise only
         reasons = "; ".join(failures + rejected) or f"{missing} client(s) did not answer in time"
         raise FedembedError(f"round {rnd}: no client update could be aggregated ({reasons})")
     for f in failures:
         log.warning("round %d: client failed: %s", rnd, f)
-    deltas = divide_rows(acc.sums, acc.weights)
+    deltas = privacy.aggregate(acc.sums, acc.weights)
     for k, d in deltas.items():
         state.tables[k] += cfg.federation.server_lr * d
     return {"round": rnd, "clients": len(clients), "clients_ok": acc.count, "failed": len(failures) + missing,

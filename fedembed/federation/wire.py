@@ -2,7 +2,9 @@
 
 Down: the global tables (`ArrayRecord` "global") and a `ConfigRecord` "train" with the
 round's learning-rate range, seed and the resolved scenario. Up: the weighted delta
-("update"), the per-row weights ("weights") and a `MetricRecord` "metrics".
+("update"), the per-row weights ("weights") and a `MetricRecord` "metrics". With record-level
+DP on, a `ConfigRecord` "record_dp" carries the node's accountant state up in every reply,
+and down to a node that lost it (a resumed run) when the server puts it in `TrainInstruction`.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 GLOBAL, VOCAB, TRAIN, UPDATE, WEIGHTS, METRICS = "global", "vocab", "train", "update", "weights", "metrics"
 NODE = "node"
+RECORD_DP = "record_dp"   # ConfigRecord: a node's record-level DP accountant state (up; down on resume)
 
 
 @dataclass
@@ -23,8 +26,10 @@ class TrainInstruction:
     lr_start: float
     lr_end: float
     seed: int
-    config: dict[str, Any]       # the resolved scenario (fedembed.config.Config.to_dict())
+    config: dict[str, Any]       # the resolved scenario (fedembed.config.Config.to_dict()), with
+                                 # privacy.clip set to this round's C (adaptive clipping moves it)
     shard_dir: str               # where simulated clients find their shard ("" = node's own data)
+    record_dp: dict[str, Any] | None = None  # the node's record-level accountant state, as the server last saw it
 
 
 def arrays(tables: dict[str, np.ndarray]) -> ArrayRecord:
@@ -39,13 +44,14 @@ def train_content(global_record: ArrayRecord, vocab_record: ArrayRecord, ins: Tr
     """`vocab_record` holds the public word counts (subsampling and negatives need them)."""
     cfg = ConfigRecord({"round": ins.round, "lr_start": ins.lr_start, "lr_end": ins.lr_end, "seed": ins.seed,
                         "config": json.dumps(ins.config), "shard_dir": ins.shard_dir})
-    return RecordDict({GLOBAL: global_record, VOCAB: vocab_record, TRAIN: cfg})
+    content = RecordDict({GLOBAL: global_record, VOCAB: vocab_record, TRAIN: cfg})
+    return with_record_dp(content, ins.record_dp) if ins.record_dp is not None else content
 
 
 def parse_train(content: RecordDict) -> tuple[dict[str, np.ndarray], np.ndarray, TrainInstruction]:
     c = content.config_records[TRAIN]
     ins = TrainInstruction(int(c["round"]), float(c["lr_start"]), float(c["lr_end"]), int(c["seed"]),
-                           json.loads(str(c["config"])), str(c["shard_dir"]))
+                           json.loads(str(c["config"])), str(c["shard_dir"]), parse_record_dp(content))
     counts = content.array_records[VOCAB]["counts"].numpy()
     return from_arrays(content.array_records[GLOBAL]), counts, ins
 
@@ -60,9 +66,29 @@ def parse_node(content: RecordDict) -> tuple[int, int]:
 
 
 def reply_content(tables: dict[str, np.ndarray], weights: dict[str, np.ndarray],
-                  metrics: dict[str, float]) -> RecordDict:
-    return RecordDict({UPDATE: arrays(tables), WEIGHTS: arrays(weights),
-                       METRICS: MetricRecord({k: float(v) for k, v in metrics.items()})})
+                  metrics: dict[str, float], record_dp: dict[str, Any] | None = None) -> RecordDict:
+    content = RecordDict({UPDATE: arrays(tables), WEIGHTS: arrays(weights),
+                          METRICS: MetricRecord({k: float(v) for k, v in metrics.items()})})
+    return with_record_dp(content, record_dp) if record_dp is not None else content
+
+
+def with_record_dp(content: RecordDict, state: dict[str, Any]) -> RecordDict:
+    """`content` plus a node's record-level accountant state (a shallow copy: one train message
+    is shared by every node, each node's state is its own)."""
+    out = RecordDict(dict(content.items()))
+    put_record_dp(out, state)
+    return out
+
+
+def put_record_dp(content: RecordDict, state: dict[str, Any]) -> None:
+    """Store a node's accountant state in `content`: a message, or the node's `context.state`."""
+    content[RECORD_DP] = ConfigRecord({"state": json.dumps(state)})
+
+
+def parse_record_dp(content: RecordDict) -> dict[str, Any] | None:
+    """The accountant state in a message or in a node's `context.state`; None when there is none."""
+    record = content.config_records.get(RECORD_DP)
+    return json.loads(str(record["state"])) if record is not None else None
 
 
 def parse_reply(content: RecordDict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:

@@ -5,11 +5,14 @@ One family per file, registered by name (the scenario's `model.family`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from fedembed.registry import Registry
+
+if TYPE_CHECKING:
+    from fedembed.privacy.record_dp import PrivateTraining
 
 
 @dataclass
@@ -27,7 +30,8 @@ class Family(Protocol):
     def init_tables(self, vocab_size: int, seed: int) -> dict[str, np.ndarray]: ...
 
     def train_local(self, tables: dict[str, np.ndarray], ids: np.ndarray, bounds: np.ndarray,
-                    counts: np.ndarray, lr_start: float, lr_end: float, seed: int) -> LocalResult: ...
+                    counts: np.ndarray, lr_start: float, lr_end: float, seed: int,
+                    private: PrivateTraining | None = None) -> LocalResult: ...  # None: plain SGD
 
     def word_vectors(self, tables: dict[str, np.ndarray]) -> np.ndarray: ...
 

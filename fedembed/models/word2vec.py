@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from fedembed.models import LocalResult
+from fedembed.privacy.record_dp import DPWord2VecTrainer, PrivateTraining
 from fedembed.train.word2vec import Word2VecParams, Word2VecTrainer
 
 
@@ -26,15 +27,27 @@ class Word2VecFamily:
         return {"in_vectors": w_in, "out_vectors": np.zeros((vocab_size, self.dim), dtype=np.float32)}
 
     def train_local(self, tables: dict[str, np.ndarray], ids: np.ndarray, bounds: np.ndarray,
-                    counts: np.ndarray, lr_start: float, lr_end: float, seed: int) -> LocalResult:
+                    counts: np.ndarray, lr_start: float, lr_end: float, seed: int,
+                    private: PrivateTraining | None = None) -> LocalResult:
+        """Plain SGD, or record-level DP-SGD when `private` is given.
+
+        Under DP-SGD every row receives noise, so every row counts as updated once: the
+        row weights sent with the update must not depend on the data, or they would
+        publish, unnoised, which words the client's text contains.
+        """
         w_in = torch.tensor(tables["in_vectors"], dtype=torch.float32)
         w_out = torch.tensor(tables["out_vectors"], dtype=torch.float32)
-        trainer = Word2VecTrainer(w_in, w_out, counts, self.params)
-        stats = trainer.train(ids, bounds, self.local_epochs, lr_start, lr_end, seed)
+        if private is None:
+            trainer = Word2VecTrainer(w_in, w_out, counts, self.params)
+            stats = trainer.train(ids, bounds, self.local_epochs, lr_start, lr_end, seed)
+            row_counts = {"in_vectors": trainer.in_counts.numpy(), "out_vectors": trainer.out_counts.numpy()}
+        else:
+            dp = DPWord2VecTrainer(w_in, w_out, counts, self.params, private.params)
+            stats = dp.train_dp(ids, private.samples, lr_start, lr_end, seed, private.accountant)
+            row_counts = {k: np.ones(len(w_in), dtype=np.float64) for k in self.tables}
         return LocalResult(
             tables={"in_vectors": w_in.numpy(), "out_vectors": w_out.numpy()},
-            row_counts={"in_vectors": trainer.in_counts.numpy(), "out_vectors": trainer.out_counts.numpy()},
-            loss=stats.loss, examples=stats.examples, words=stats.words,
+            row_counts=row_counts, loss=stats.loss, examples=stats.examples, words=stats.words,
         )
 
     def word_vectors(self, tables: dict[str, np.ndarray]) -> np.ndarray:

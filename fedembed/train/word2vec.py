@@ -7,6 +7,7 @@ without building a graph or dense gradients of the [V, D] tables.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -124,14 +125,23 @@ class Word2VecTrainer:
             self._count(c[c >= 0], pos, negs)
 
 
-def _sgns_core(h: torch.Tensor, w_out: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor,
-               lr: float) -> tuple[torch.Tensor, float]:
+class SGNSGrads(NamedTuple):
+    """One batch's SGNS gradient pieces, as descent directions already scaled by lr."""
+    dh: torch.Tensor        # [B, D] for the hidden rows h
+    out_pos: torch.Tensor   # [B, D] for the output rows `pos`
+    out_neg: torch.Tensor   # [B/G * K, D] for the output rows `negs.reshape(-1)`
+    loss: float
+
+
+def sgns_grads(h: torch.Tensor, w_out: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor, lr: float,
+               mask: torch.Tensor | None = None) -> SGNSGrads:
     """h [B,D] predicts pos [B] against negs [B/G, K], each drawn once for G consecutive rows.
 
     Every row still sees K i.i.d. noise words, so its loss is word2vec's; sharing the draw
     turns the negative terms into small matrix products instead of B*K gathers and dot
-    products, which is what makes a CPU step fast. Updates `w_out` in place; returns dh
-    (already scaled by lr, descent direction) and the batch's loss sum.
+    products, which is what makes a CPU step fast. `mask` [B] (0 = padding row) lets
+    DP-SGD pad each sample to whole groups; the plain step passes None. Reads `w_out` only:
+    the plain step adds the pieces itself, DP-SGD clips them per sample first.
     """
     b, d = h.shape
     groups, k = negs.shape
@@ -140,13 +150,28 @@ def _sgns_core(h: torch.Tensor, w_out: torch.Tensor, pos: torch.Tensor, negs: to
     hg = h.view(groups, b // groups, d)                                        # B/G, G, D
     s_pos = (u_pos * h).sum(1)                                                 # B
     s_neg = torch.bmm(hg, u_neg.transpose(1, 2))                               # B/G, G, K
+    l_pos = torch.nn.functional.softplus(-s_pos)
+    l_neg = torch.nn.functional.softplus(s_neg)
     g_pos = (1.0 - torch.sigmoid(s_pos)) * lr
     g_neg = torch.sigmoid(s_neg).mul_(-lr)
+    if mask is not None:
+        group_mask = mask.view(groups, b // groups, 1)
+        g_pos.mul_(mask)
+        g_neg.mul_(group_mask)
+        l_pos.mul_(mask)
+        l_neg.mul_(group_mask)
     dh = g_pos.unsqueeze(1) * u_pos + torch.bmm(g_neg, u_neg).view(b, d)
-    w_out.index_add_(0, pos, g_pos.unsqueeze(1) * h)
-    w_out.index_add_(0, negs.reshape(-1), torch.bmm(g_neg.transpose(1, 2), hg).reshape(-1, d))
-    loss = (torch.nn.functional.softplus(-s_pos).sum() + torch.nn.functional.softplus(s_neg).sum()).item()
-    return dh, loss
+    out_neg = torch.bmm(g_neg.transpose(1, 2), hg).reshape(-1, d)
+    return SGNSGrads(dh, g_pos.unsqueeze(1) * h, out_neg, (l_pos.sum() + l_neg.sum()).item())
+
+
+def _sgns_core(h: torch.Tensor, w_out: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor,
+               lr: float) -> tuple[torch.Tensor, float]:
+    """Updates `w_out` in place; returns dh (already scaled by lr, descent direction) and the loss sum."""
+    g = sgns_grads(h, w_out, pos, negs, lr)
+    w_out.index_add_(0, pos, g.out_pos)
+    w_out.index_add_(0, negs.reshape(-1), g.out_neg)
+    return g.dh, g.loss
 
 
 def sgns_step(w_in: torch.Tensor, w_out: torch.Tensor, centers: torch.Tensor, pos: torch.Tensor,
@@ -158,14 +183,19 @@ def sgns_step(w_in: torch.Tensor, w_out: torch.Tensor, centers: torch.Tensor, po
     return loss
 
 
+def cbow_hidden(w_in: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean of each row's context vectors (ctx padded with -1): h [B,D], the mask [B,2W] and ctx clamped to rows."""
+    mask = (ctx >= 0).to(w_in.dtype)                                           # B, 2W
+    safe = ctx.clamp(min=0)
+    h = (torch.index_select(w_in, 0, safe.reshape(-1)).view(*safe.shape, -1) * mask.unsqueeze(2)).sum(1)
+    return h / mask.sum(1, keepdim=True), mask, safe
+
+
 def cbow_step(w_in: torch.Tensor, w_out: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor,
               negs: torch.Tensor, lr: float) -> float:
     """CBOW (mean of context vectors, ctx padded with -1); like word2vec.c, every context
     word receives the full error of the mean."""
-    mask = (ctx >= 0).to(w_in.dtype)                                           # B, 2W
-    safe = ctx.clamp(min=0)
-    h = (torch.index_select(w_in, 0, safe.reshape(-1)).view(*safe.shape, -1) * mask.unsqueeze(2)).sum(1)
-    h = h / mask.sum(1, keepdim=True)
+    h, mask, safe = cbow_hidden(w_in, ctx)
     dh, loss = _sgns_core(h, w_out, pos, negs, lr)
     w_in.index_add_(0, safe.reshape(-1), (dh.unsqueeze(1) * mask.unsqueeze(2)).reshape(-1, w_in.shape[1]))
     return loss

@@ -42,4 +42,6 @@ def run_pipeline(update: ClientUpdate, stages: list[Stage]) -> ClientUpdate:
 
 def stages_for(cfg) -> list[Stage]:
     """The stages a scenario turns on (privacy and secure aggregation add theirs here)."""
-    return [weight_rows]
+    from fedembed.privacy.user_dp import client_stages  # imports this module: keep it lazy
+
+    return [weight_rows, *client_stages(cfg)]

@@ -1,0 +1,93 @@
+"""The client's record-level privacy accountant, carried from round to round.
+
+A client that built a fresh accountant every round would report ε as if each round were
+its first. The accountant's state (Opacus' `state_dict()`: mechanism and the history of
+(σ, q, steps)) is therefore kept in the node's persistent state (Flower's `context.state`)
+and restored before the next round's steps are added; it also travels to the server in the
+reply, so the server's ledger can checkpoint it and send it back to a client that starts
+afresh after `--resume`. Of two states (the node's and the server's), the one with more
+steps wins: a client never forgets steps it has taken.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flwr.app import RecordDict
+
+from fedembed.federation.wire import parse_record_dp, with_record_dp
+from fedembed.privacy.record_params import DPSGDParams
+
+if TYPE_CHECKING:  # opacus takes seconds to import: only a client with DP on pays for it
+    from opacus.accountants import IAccountant
+
+State = dict[str, Any]   # {"mechanism": str, "history": [[σ, q, steps], ...], "noise_multiplier": σ}
+
+
+def steps(state: State | None) -> int:
+    return sum(int(s) for _, _, s in state["history"]) if state else 0
+
+
+def latest(*states: State | None) -> State | None:
+    """The state with the most steps (the first one on ties); None when there is none."""
+    best: State | None = None
+    for s in states:
+        if s is not None and (best is None or steps(s) > steps(best)):
+            best = s
+    return best
+
+
+def restore(mechanism: str, state: State | None) -> IAccountant:
+    """An Opacus accountant continuing from `state` (a new one when None)."""
+    from opacus.accountants import create_accountant
+
+    acc = create_accountant(mechanism)
+    if state is not None:
+        acc.load_state_dict({"mechanism": state["mechanism"],
+                             "history": [(float(n), float(q), int(s)) for n, q, s in state["history"]]})
+    return acc
+
+
+def capture(acc: IAccountant, params: DPSGDParams) -> State:
+    return {"mechanism": acc.mechanism(), "history": [[float(n), float(q), int(s)] for n, q, s in acc.history],
+            "noise_multiplier": params.noise_multiplier}
+
+
+def saved_noise_multiplier(state: State | None) -> float | None:
+    """σ chosen in an earlier round: kept, so that a derived σ does not drift when n or rounds are re-read."""
+    return float(state["noise_multiplier"]) if state and "noise_multiplier" in state else None
+
+
+def metrics(acc: IAccountant, params: DPSGDParams) -> dict[str, float]:
+    """What the reply reports: ε spent so far by this client's samples, and the mechanism's parameters."""
+    from fedembed.privacy.ledger import RECORD_DELTA, RECORD_EPSILON  # the names the server's ledger reads
+
+    return {RECORD_EPSILON: float(acc.get_epsilon(delta=params.delta)), RECORD_DELTA: params.delta,
+            "dp_record_noise_multiplier": params.noise_multiplier, "dp_record_sample_rate": params.sample_rate,
+            "dp_record_clip": params.clip, "dp_record_steps": float(sum(s for _, _, s in acc.history))}
+
+
+class ServerCopies:
+    """The server's copy of each client's accountant state, by partition id.
+
+    Taken from every reply, saved in the checkpoint's `extra`, and sent back (in the train
+    message) to the client, whose own copy in `context.state` does not outlive its process:
+    after `--resume` the clients' ε continues instead of restarting at zero.
+    """
+    KEY = "record_dp_states"
+
+    def __init__(self, extra: dict[str, Any] | None = None) -> None:
+        self.states: dict[int, State] = {int(k): v for k, v in (extra or {}).get(self.KEY, {}).items()}
+
+    def observe(self, partition: int, reply: RecordDict) -> None:
+        state = parse_record_dp(reply)
+        if state is not None:
+            self.states[partition] = latest(state, self.states.get(partition))  # type: ignore[assignment]
+
+    def content_for(self, partition: int, content: RecordDict) -> RecordDict:
+        """The train message for one client: `content` plus that client's state, when there is one."""
+        state = self.states.get(partition)
+        return with_record_dp(content, state) if state is not None else content
+
+    def save(self, extra: dict[str, Any]) -> None:
+        if self.states:
+            extra[self.KEY] = {str(k): v for k, v in self.states.items()}

@@ -92,6 +92,9 @@ class InProcessGrid:
     def __init__(self, num: int, tamper=None, fail=()):
         self.nodes = {100 + p: p for p in range(num)}
         self.num, self.tamper, self.fail = num, tamper or {}, set(fail)
+        from flwr.app import RecordDict
+
+        self.state = {p: RecordDict() for p in range(num)}  # each node's context.state, as client/app.py uses it
 
     def get_node_ids(self):
         return list(self.nodes)
@@ -109,10 +112,11 @@ class InProcessGrid:
                 out.append(_Reply(None, meta, SimpleNamespace(reason=f"client {pid} crashed")))
                 continue
             tables, counts, ins = wire.parse_train(m.content)
-            u = client_mod.train_round(tables, counts, ins, pid)
+            u = client_mod.train_round(tables, counts, ins, pid, None, self.state[pid])
             if pid in self.tamper:
                 u = self.tamper[pid](u)
-            out.append(_Reply(wire.reply_content(u.tables, u.weights, u.metrics), meta))
+            out.append(_Reply(wire.reply_content(u.tables, u.weights, u.metrics,
+                                                 wire.parse_record_dp(self.state[pid])), meta))
         return out
 
 

@@ -497,3 +497,27 @@ def test_batch_pieces_keep_samples_whole_and_rebase_their_tokens():
     assert rest.words.tolist() == [9] and rest.token_owner.tolist() == [0]
     assert rest.hidden.tolist() == [0, 0] and rest.target.tolist() == [0, 0] and rest.negs.tolist() == [[4]]
     assert [p.num_samples for p in batch.pieces(2)] == [1, 1, 1]     # a sample larger than the cap goes alone
+
+
+def test_server_restores_record_level_accountants_after_resume(tmp_path, write_scenario):
+    """Resume in a new server (fresh client state): ε keeps growing instead of restarting at 0."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    from fedembed import config as config_mod, metrics as metrics_mod
+    from fedembed.federation import server
+    from tests.test_aggregate import InProcessGrid
+
+    TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = 1, 1, 0
+    try:
+        rec = {"record": {"enabled": True, "noise_multiplier": 1.0, "expected_batch": 64, "delta": 1e-5}}
+        straight = config_mod.load(write_scenario("a.toml", federation={"rounds": 3}, privacy=rec))
+        server.run(InProcessGrid(3), straight, tmp_path / "straight", progress=False)
+        short = config_mod.load(write_scenario("b.toml", federation={"rounds": 2}, privacy=rec))
+        server.run(InProcessGrid(3), short, tmp_path / "resumed", progress=False)
+        server.run(InProcessGrid(3), straight, tmp_path / "resumed", resume=True, progress=False)  # new clients
+        eps = [[r["privacy"]["units"]["record"]["epsilon"] for r in metrics_mod.read(tmp_path / d)]
+               for d in ("straight", "resumed")]
+    finally:
+        TaskIdentity._run_id = TaskIdentity._task_id = TaskIdentity._node_id = None
+    assert eps[1][2] > eps[1][1] > eps[1][0] > 0
+    assert eps[1] == pytest.approx(eps[0], rel=1e-6)

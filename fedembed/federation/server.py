@@ -23,6 +23,7 @@ from fedembed.federation import wire
 from fedembed.privacy.params import sample_rate
 from fedembed.privacy.sampling import poisson_sample, secret_rng
 from fedembed.privacy.session import PrivacySession
+from fedembed.privacy.record_state import ServerCopies
 from fedembed.report import finalize
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool =
     prep = prepare(cfg, run_dir)
     state = initial_state(cfg, run_dir, prep, resume)
     privacy = PrivacySession(cfg, state.extra)  # resolves z (may refuse the config) before any training
+    copies = ServerCopies(state.extra)  # clients' record-level accountants, re-sent after a resume
     nodes = discover_partitions(grid, cfg.partition.num_clients)
     active = [p for p in prep.manifest.active if p in nodes]
     vocab_record = wire.arrays({"counts": prep.vocab.counts})
@@ -102,16 +104,18 @@ def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool =
             log.warning(stop)
             metrics.append(run_dir, {"round": rnd, "event": "privacy_budget_stop", "message": stop})
             privacy.save(state.extra)
+            copies.save(state.extra)
             checkpoint.save(run_dir, state)
             break
         record = run_round(grid, cfg, prep, state, rnd, sample_clients(cfg, active, rnd), nodes, vocab_record,
-                           shapes, privacy)
+                           shapes, privacy, copies)
         entry = privacy.end_round(rnd)
         if entry is not None:
             record["privacy"] = entry
         metrics.append(run_dir, record)
         state.round = rnd
         privacy.save(state.extra)
+        copies.save(state.extra)
         checkpoint.save(run_dir, state)
         bar.update(1)
         bar.set_postfix(loss=f"{record['train_loss']:.4f}")
@@ -120,14 +124,18 @@ def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool =
 
 
 def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: int, clients: list[int],
-              nodes: dict[int, int], vocab_record, shapes, privacy: PrivacySession) -> dict[str, Any]:
+              nodes: dict[int, int], vocab_record, shapes, privacy: PrivacySession,
+              copies: ServerCopies | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     lr_start, lr_end = learning_rates(cfg, rnd)
     ins = wire.TrainInstruction(rnd, lr_start, lr_end, cfg.seed, privacy.round_config(cfg),
                                 str(prep.shard_dir.resolve()))
     content = wire.train_content(wire.arrays(state.tables), vocab_record, ins)
     down = wire.nbytes(content)
-    msgs = [Message(content=content, dst_node_id=nodes[p], message_type=MessageType.TRAIN, group_id=str(rnd))
+    copies = copies or ServerCopies()
+    partition_of = {n: p for p, n in nodes.items()}
+    msgs = [Message(content=copies.content_for(p, content), dst_node_id=nodes[p], message_type=MessageType.TRAIN,
+                    group_id=str(rnd))
             for p in clients]
     timeout = cfg.federation.round_timeout or None
     acc = Accumulator(shapes)
@@ -154,6 +162,8 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
             log.warning("round %d: rejected update from node %d: %s", rnd, src, exc)
             continue
         privacy.observe(m)
+        if src in partition_of:
+            copies.observe(partition_of[src], reply.content)
         loss_sum += m.get("loss", 0.0) * m.get("examples", 0.0)
         examples += m.get("examples", 0.0)
     missing = len(clients) - acc.count - len(failures) - len(rejected)

@@ -10,14 +10,16 @@ pairs (or CBOW windows) make up that sample's loss. Each step:
 3. The gradient pieces of the fast kernel (`sgns_grads`, no autograd), run in cache-sized
    chunks, summed into per-(sample, row) slots; from those, exact per-sample norms over
    both tables and the clipped sum (fedembed/privacy/per_sample.py), added to the tables
-   once every chunk has read them.
+   once every chunk has read them. A step of more than MAX_STEP_ROWS rows runs in pieces
+   of whole samples, their clipped sums gathered in a [V, D] buffer, so memory stays bounded.
 4. w ← w + lr·B·(Σ_s clip_C(g_s) + N(0, σ²C²)) / B: the noisy sum divided by the expected
    batch B as in Opacus, applied with step lr·B, so train.lr keeps the meaning it has for the
    non-private trainer (one unit of summed per-pair gradient) — with C = ∞ and σ = 0 this is
    that trainer's sum-loss SGD step. The noise reaches every coordinate, touched or not, but
    is drawn lazily (fedembed/privacy/lazy_noise.py): the same distribution for far less work.
 
-Each step is also a step of the accountant (σ, q). Update directions are descent directions
+Each step is also a step of the accountant (σ, q). The sampling and the noise come from OS
+entropy, never from the scenario's public seed. Update directions are descent directions
 (the kernel's sign convention); a norm does not care.
 """
 from __future__ import annotations

@@ -505,7 +505,7 @@ def test_server_restores_record_level_accountants_after_resume(tmp_path, write_s
 
     from fedembed import config as config_mod, metrics as metrics_mod
     from fedembed.federation import server
-    from tests.test_aggregate import InProcessGrid
+    from test_aggregate import InProcessGrid  # tests/ is on sys.path (pytest rootdir conftest)
 
     TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = 1, 1, 0
     try:

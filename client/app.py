@@ -7,12 +7,14 @@ rounds: record-level DP keeps its privacy accountant there (and reports it in th
 """
 from __future__ import annotations
 
-from flwr.app import Context, Message
+from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
 
-from fedembed.federation import client, wire
+from fedembed.federation import behaviour, client, wire
+from fedembed.secagg import handlers as secagg
 
 app = ClientApp()
+secagg.register(app)  # SecAgg+'s stages (train.secagg_share, …): fedembed/secagg/handlers.py
 
 
 @app.query()
@@ -25,7 +27,11 @@ def query(msg: Message, context: Context) -> Message:
 def train(msg: Message, context: Context) -> Message:
     tables, counts, ins = wire.parse_train(msg.content)
     data_path = context.node_config.get("data-path")
-    update = client.train_round(tables, counts, ins, int(context.node_config["partition-id"]),
-                                str(data_path) if data_path else None, context.state)
+    try:
+        update = client.train_round(tables, counts, ins, int(context.node_config["partition-id"]),
+                                    str(data_path) if data_path else None, context.state)
+    except behaviour.Dropped as exc:  # a simulated dropout (behaviour.dropout): an error reply, no update
+        return Message(error=Error(code=behaviour.ERROR_CODE, reason=str(exc)), reply_to=msg)
     return Message(content=wire.reply_content(update.tables, update.weights, update.metrics,
-                                              wire.parse_record_dp(context.state)), reply_to=msg)
+                                              wire.parse_record_dp(context.state),
+                                              sparse=wire.sparse_upload(ins.config)), reply_to=msg)

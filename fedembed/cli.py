@@ -64,6 +64,16 @@ def _vectors(path: Path):
                             f"or .npy with its .vocab.txt ({exc})") from exc
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from fedembed import sweep
+
+    sweep.run(args.config, args.out, progress=not args.quiet)
+    out = Path(args.out) if args.out else Path("runs") / "sweeps" / sweep.load(args.config).name
+    print((out / "summary.md").read_text(encoding="utf-8"))
+    print(f"sweep directory: {out}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from fedembed.eval.wordsim import evaluate
 
@@ -96,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_simulate)
 
+    w = sub.add_parser("sweep", help="run a grid over one or two scenario keys (resumes a partly finished sweep)")
+    w.add_argument("--config", required=True, help="sweep TOML (see fedembed/sweep.py, simulations/sweeps/)")
+    w.add_argument("--out", help="sweep directory (default: runs/sweeps/NAME)")
+    w.add_argument("--quiet", action="store_true", help="no progress bars")
+    w.set_defaults(func=_sweep)
+
     e = sub.add_parser("evaluate", help="WordSim353 / SimLex999 / analogies of a run or a vectors file")
     e.add_argument("path", help="run directory, word2vec .txt/.bin file, or .npy (with .vocab.txt)")
     e.add_argument("--no-analogies", action="store_true")
@@ -106,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("output", help="output path")
     x.add_argument("--format", default="word2vec-text", choices=["word2vec-text", "word2vec-binary", "npy"])
     x.set_defaults(func=_export)
+
+    # `fedembed certs | node-keys | client | deploy` (deployment runtime): fedembed/deploy/commands.py.
+    from fedembed.deploy.commands import add_subcommands as add_deploy_subcommands
+    add_deploy_subcommands(sub)
+
+    # `fedembed serve` (gRPC EmbeddingService): defined in fedembed/serving/cli.py.
+    from fedembed.serving.cli import add_serve_parser
+    add_serve_parser(sub)
     return parser
 
 

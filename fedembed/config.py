@@ -33,9 +33,15 @@ class VocabConfig:
 
 @dataclass
 class PartitionConfig:
-    name: str = "natural"          # natural | iid
+    name: str = "natural"          # natural | iid | dirichlet | quantity | vocab_skew
     num_clients: int = 10
     min_tokens: int = 1            # clients with fewer in-vocabulary tokens are skipped
+    label: str = "source"          # what dirichlet skews and stats histogram: source | topic | unit | field
+    label_field: str = ""          # the JSON Lines field holding the label when label = "field"
+    topics: int = 8                # topic clusters (deterministic k-means) when label = "topic"
+    alpha: float = 0.5             # dirichlet: concentration; small = skewed labels, large = near IID
+    sigma: float = 1.0             # quantity: σ of the log-normal client sizes (0 = equal sizes)
+    vocab_skew: float = 0.9        # vocab_skew: share of documents sent to their word group's client
 
 
 @dataclass
@@ -61,11 +67,14 @@ class TrainConfig:
 class FederationConfig:
     rounds: int = 20
     clients_per_round: int = 0     # 0 = all clients every round
-    aggregate: str = "rowwise"     # rowwise | fedavg
+    aggregate: str = "rowwise"     # rowwise | fedavg | median | trimmed_mean | krum | multi_krum | norm_bound
     row_weight: str = "count"      # count | presence (rowwise only)
     server_lr: float = 1.0         # global += server_lr * aggregate (FedOpt's server step)
     round_timeout: float = 0.0     # seconds; 0 = wait for every sampled client
     max_update_mb: float = 1024.0  # larger replies are refused
+    max_in_flight: int = 0         # messages the server keeps in flight at once; 0 = all of a round's
+                                   # (fedembed/federation/stream.py: 1,000 simulated nodes want ~8)
+    sparse_upload: bool = False    # plain path: send only the rows a client touched (indices + rows)
 
 
 @dataclass
@@ -99,7 +108,76 @@ class PrivacyConfig:
     clip_count_stddev: float = 0.0  # noise std on the unclipped-count; 0 = expected clients / 20
     weight_scale: float = 0.1      # β: the per-row weights are sent as β·presence (their share of C)
     min_weight: float = 3.0        # rows whose noisy weight is below this many noise stds stay unchanged
+    denominator: str = "noisy"     # noisy: divide rows by their noisy weight sums | public: by m·max(s_r, min_share)
+                                   # from the public vocabulary counts; no weights sent (fedembed/privacy/public_rows.py)
+    min_share: float = 0.05        # public denominator's floor on a row's expected share of clients, in (0, 1]
     record: RecordDPConfig = field(default_factory=RecordDPConfig)
+
+
+@dataclass
+class SecAggConfig:
+    """SecAgg+ (fedembed/secagg): the server learns only the sum of the clients' quantized updates."""
+    enabled: bool = True           # SecAgg+ (fedembed.secagg): the server sees only the sum of updates
+    bits: int = 0                  # quantization bits per value; 0 = auto (fedembed/secagg/params.py:
+                                   # 20 under user-level DP, ≤ 24 with presence weights, else 40)
+    clip_range: float = 0.0        # table values are clipped to ±this; 0 = auto (C under DP, 64 presence, 2^20)
+    weight_range: float = 0.0      # per-row weights clipped to ±this; 0 = auto (C under DP, 1 presence, 2^20)
+    neighbours: int = 0            # k, even: each client shares with k others; 0 = auto (≈ 3·log2 n)
+    threshold: float = 0.6         # fraction of a client's k + 1 share holders needed to unmask it (> 0.5)
+    min_clients: int = 2           # fewer surviving clients: the round aborts (a sum of one is one update)
+    drop_keys: float = 0.0         # testing: probability a client fails at each protocol stage (seeded)
+    drop_share: float = 0.0
+    drop_mask: float = 0.0
+    drop_unmask: float = 0.0
+
+
+@dataclass
+class BehaviourConfig:
+    """Simulated client behaviour (fedembed/federation/behaviour.py), seeded from (seed, round, partition)."""
+    dropout: float = 0.0           # probability that a sampled client drops out of a round
+    straggler_fraction: float = 0.0  # probability that a sampled client is slow in a round
+    straggler_delay: float = 0.0   # seconds a slow client waits before replying (federation.round_timeout is the deadline)
+
+
+@dataclass
+class PrivacyAttacksConfig:
+    """Privacy attacks run at the end of a run (fedembed/attacks/privacy), `[privacy_attacks]`."""
+    vocab_inference: bool = False  # which words the target client used, from the update the server sees
+    membership: bool = False       # sentences in vs out of training, scored by the global embeddings
+    canary: bool = False           # exposure of random canaries planted in the target client's data
+    target_client: int = 0         # the client whose update is observed and whose data gets the canaries
+    canaries: int = 10             # canaries planted (and as many never-planted controls)
+    canary_length: int = 6         # words per canary, drawn uniformly from the vocabulary
+    canary_repetitions: int = 10   # times each canary is inserted
+    candidates: int = 1000         # never-planted reference canaries each planted one is ranked against
+    members: int = 100             # training sentences scored by the membership attack
+    non_members: int = 100         # sentences held out of every client's data before training
+    confidence: float = 0.95       # of the Clopper-Pearson bounds behind the empirical ε lower bound
+
+
+@dataclass
+class AdversaryConfig:
+    """Malicious clients (fedembed/attacks/adversaries), `[adversary]`; which ones is fixed by `seed`."""
+    attack: str = "none"           # none | scaling | sign_flip | gaussian_noise | targeted_poison | sybil
+    fraction: float = 0.0          # share of partition.num_clients that are malicious (rounded; > 0 means ≥ 1)
+    scale: float = 0.0             # boost of the crafted delta (scaling, sign_flip, targeted_poison, sybil);
+                                   # 0 = num_clients / malicious clients (model replacement)
+    noise_std: float = 1.0         # gaussian_noise: std of the random delta sent instead of the trained one
+    target: str = ""               # targeted_poison / sybil: word A, whose vector is moved ...
+    toward: str = ""               # ... toward word B's
+    strength: float = 1.0          # share of the A→B distance to cover per round, before the boost
+    sybil_base: str = "targeted_poison"  # what the Sybil identities send, identically: targeted_poison | gaussian_noise
+
+
+@dataclass
+class RobustConfig:
+    """Parameters of the robust aggregation rules (fedembed/aggregate/{median,trimmed_mean,krum,norm_bound}.py)."""
+    trim_fraction: float = 0.1     # trimmed_mean: share of a row's clients dropped at each end, in [0, 0.5)
+    byzantine: int = 1             # krum / multi_krum: f, the number of malicious clients assumed (n > 2f + 2)
+    selected: int = 0              # multi_krum: updates averaged; 0 = clients − byzantine
+    norm_bound: float = 0.0        # norm_bound: C, the L2 bound on each client's delta (all tables together);
+                                   # 0 = the median of the round's update norms (not with secure aggregation)
+    row_bound: float = 0.0         # norm_bound: c, the L2 bound on each row of a client's delta; 0 = none
 
 
 @dataclass
@@ -125,7 +203,12 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    secagg: SecAggConfig = field(default_factory=SecAggConfig)
+    behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    privacy_attacks: PrivacyAttacksConfig = field(default_factory=PrivacyAttacksConfig)
+    adversary: AdversaryConfig = field(default_factory=AdversaryConfig)
+    robust: RobustConfig = field(default_factory=RobustConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,9 +223,9 @@ class Config:
 _CHOICES = {
     "data.format": {"auto", "text", "dir", "jsonl", "builtin"},
     "vocab.mode": {"public"},
-    "federation.aggregate": {"rowwise", "fedavg"},
     "federation.row_weight": {"count", "presence"},
     "privacy.accountant": {"rdp", "prv"},
+    "privacy.denominator": {"noisy", "public"},
 }
 _POSITIVE = {"partition.num_clients", "model.dim", "model.window", "model.negative", "train.local_epochs",
              "train.batch_size", "train.neg_share", "federation.rounds", "vocab.min_count", "train.lr",
@@ -151,7 +234,7 @@ _POSITIVE = {"partition.num_clients", "model.dim", "model.window", "model.negati
 _NON_NEGATIVE = {"vocab.max_size", "federation.clients_per_round", "model.sample", "train.min_lr",
                  "federation.round_timeout", "model.ns_exponent", "simulation.num_cpus_per_client",
                  "privacy.noise_multiplier", "privacy.target_epsilon", "privacy.delta", "privacy.max_epsilon",
-                 "privacy.clip_count_stddev", "privacy.min_weight"}
+                 "privacy.clip_count_stddev", "privacy.min_weight", "federation.max_in_flight"}
 
 
 def _coerce(key: str, value: Any, typ: type) -> Any:
@@ -219,6 +302,22 @@ def validate(cfg: Config) -> Config:
     from fedembed.privacy.record_params import check as check_record
 
     check_record(cfg)
+    from fedembed.data.partition.params import check as check_partition
+    from fedembed.federation.behaviour import check as check_behaviour
+
+    check_partition(cfg)
+    check_behaviour(cfg)
+    from fedembed.attacks.privacy.params import check as check_privacy_attacks
+
+    check_privacy_attacks(cfg)
+    from fedembed.aggregate.robust import check as check_robust
+    from fedembed.attacks.adversaries import check as check_adversary
+
+    check_robust(cfg)
+    check_adversary(cfg)
+    from fedembed.secagg.params import check as check_secagg
+
+    check_secagg(cfg)
     return cfg
 
 

@@ -9,8 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from fedembed import metrics, models
+from fedembed import metrics, models, summary
+from fedembed.attacks.adversaries.report import report_sections
+from fedembed.attacks.privacy.evaluate import run_attacks
 from fedembed.config import Config
+from fedembed.data.partition import stats as partition_stats
 from fedembed.eval.baseline import train_gensim
 from fedembed.eval.wordsim import evaluate
 from fedembed.export import export, keyed_vectors
@@ -46,6 +49,7 @@ def finalize(cfg: Config, run_dir: Path, prep, tables: dict[str, np.ndarray],
         "quality": quality,
         "privacy": privacy if privacy is not None else Ledger().summary(),
     }
+    report["run"]["partition_stats"] = partition_stats.for_report(prep.shard_dir)  # sizes, labels per client
     hist = [r for r in metrics.read(run_dir) if "event" not in r]  # rounds only, not e.g. a budget stop
     if hist:
         report["run"]["bytes_up"] = int(sum(r["bytes_up"] for r in hist))
@@ -59,8 +63,11 @@ def finalize(cfg: Config, run_dir: Path, prep, tables: dict[str, np.ndarray],
         base["seconds"] = time.perf_counter() - t0
         report["baseline"] = {"gensim": base}
         report["ratio_to_baseline"] = ratios(quality, base)
+    report.update(run_attacks(cfg, run_dir, prep, tables, report["privacy"]))  # [privacy_attacks]
+    report.update(report_sections(cfg, words, vectors, kv if cfg.eval.baseline else None))  # [adversary], rule
     tmp = run_dir / (REPORT + ".tmp")
     tmp.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
     tmp.replace(run_dir / REPORT)
+    summary.write(run_dir, report)  # summary.csv and PNG plots
     log.info("report written to %s", run_dir / REPORT)
     return report

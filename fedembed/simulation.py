@@ -25,6 +25,13 @@ def backend_config(cfg: Config) -> dict[str, Any]:
             "init_args": init_args}
 
 
+def _loopback(address: str) -> bool:
+    """A private local Ray ("") or a cluster on this machine's loopback: Ray may use 127.0.0.1.
+    Not for a remote cluster, where this driver must advertise its routable address."""
+    host = address.removeprefix("ray://").rsplit(":", 1)[0]
+    return not address or host in ("127.0.0.1", "localhost")
+
+
 def simulate(config: str | Path | Config | None = None, out: str | Path = "runs/default", *, resume: bool = False,
              overrides: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) a scenario; returns report.json's content."""
@@ -35,6 +42,10 @@ def simulate(config: str | Path | Config | None = None, out: str | Path = "runs/
 
     cfg, run_dir = open_run_dir(Path(out), config, overrides, resume)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if _loopback(cfg.simulation.ray_address):
+        # Ray 2.55 still binds its GCS and raylet to the default-route interface's address (on all
+        # interfaces) despite `_node_ip_address`; this makes it pick 127.0.0.1 (docs/SCALE.md).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         run_simulation(server_app=build(cfg, run_dir, resume, progress), client_app=client_app,

@@ -40,6 +40,7 @@ def scenario_toml(small_corpus: dict[str, Path], **sections: dict) -> str:
         "train": {"batch_size": 256, "neg_share": 16},
         "federation": {"rounds": 2},
         "eval": {"baseline": False},
+        "secagg": {"enabled": False},  # the plain path; secure-aggregation tests turn it on
     }
     for sec, vals in sections.items():
         base.setdefault(sec, {}).update(vals)
@@ -55,3 +56,13 @@ def write_scenario(tmp_path, small_corpus):
         p.write_text(scenario_toml(small_corpus, **sections), encoding="utf-8")
         return p
     return write
+
+
+@pytest.fixture
+def task_identity(monkeypatch):
+    """Flower's Message needs the process's run identity, which a real runtime sets."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)

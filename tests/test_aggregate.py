@@ -77,13 +77,8 @@ class _Reply:
 
 
 @pytest.fixture(autouse=True)
-def _task_identity(monkeypatch):
-    """Flower's Message needs the process's run identity, which a real runtime sets."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+def _task_identity(task_identity):
+    """Every test here builds Flower Messages outside a runtime (conftest.task_identity)."""
 
 
 class InProcessGrid:

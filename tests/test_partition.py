@@ -30,7 +30,7 @@ def assign(part, documents):
 # --------------------------------------------------------------------------- IID
 
 def test_registry():
-    assert set(PARTITIONERS) == {"iid", "natural"}
+    assert set(PARTITIONERS) == {"iid", "natural", "dirichlet", "quantity", "vocab_skew"}
     with pytest.raises(ConfigError, match="unknown partitioner 'bogus'"):
         make("bogus", 3, 0)
 
@@ -282,3 +282,217 @@ def test_prepare_with_word_list_and_reuse(tmp_path):
     assert sum(prep.manifest.tokens) > 0 and prep.manifest.num_clients == 2
     again = prepare(cfg, run)  # reused: same vocabulary and manifest
     assert again.manifest == prep.manifest and again.vocab.fingerprint() == prep.vocab.fingerprint()
+
+
+# --------------------------------------------------------------------------- non-IID partitioners
+
+import json  # noqa: E402
+
+from fedembed.data.partition import labels as labels_mod, stats as stats_mod  # noqa: E402
+
+
+def _cfg(**over):
+    return config_mod.load(None, over)
+
+
+def first_pass_then_assign(part, documents, labeler=None):
+    """What prepare.write_shards does: a first pass (observe + fit), then one client per document."""
+    sizes = Counter()
+    for i, d in enumerate(documents):
+        sizes[d.unit] += len(d.tokens)
+        if labeler is not None:
+            labeler.observe(i, d)
+        if hasattr(part, "observe"):
+            part.observe(i, d)
+    part.fit(dict(sizes))
+    return assign(part, documents)
+
+
+def label_hist(documents, clients, k):
+    names = sorted({d.unit.split("/")[0] for d in documents})
+    h = np.zeros((k, len(names)), dtype=np.int64)
+    for d, c in zip(documents, clients):
+        h[c, names.index(d.unit.split("/")[0])] += 1
+    return h
+
+
+def sourced_docs(n_labels=4, per_label=500):
+    return [doc(f"src{c}/{i}", 5) for c in range(n_labels) for i in range(per_label)]
+
+
+@pytest.mark.parametrize("alpha, near_iid", [(1000.0, True), (0.05, False)])
+def test_dirichlet_alpha_controls_label_skew(alpha, near_iid):
+    documents, k = sourced_docs(), 5
+    cfg = _cfg(**{"partition.name": "dirichlet", "partition.alpha": alpha, "partition.num_clients": k})
+    part = make("dirichlet", k, 3, cfg)
+    clients = first_pass_then_assign(part, documents)
+    s = stats_mod.label_summary(label_hist(documents, clients, k))
+    if near_iid:
+        assert s["label_tv_mean"] < 0.08 and s["labels_per_client_mean"] == 4
+        assert np.bincount(clients, minlength=k).min() > 250     # roughly equal sizes too
+    else:
+        assert s["label_tv_mean"] > 0.4 and s["top_label_share_mean"] > 0.7
+
+
+def test_dirichlet_reproducible_from_seed_and_label_kinds():
+    documents, k = sourced_docs(3, 100), 4
+    cfg = _cfg(**{"partition.name": "dirichlet", "partition.alpha": 0.3, "partition.num_clients": k})
+    a = first_pass_then_assign(make("dirichlet", k, 1, cfg), documents)
+    assert a == first_pass_then_assign(make("dirichlet", k, 1, cfg), documents)
+    assert a != first_pass_then_assign(make("dirichlet", k, 2, cfg), documents)
+    unit = _cfg(**{"partition.name": "dirichlet", "partition.label": "unit", "partition.num_clients": k})
+    assert isinstance(make("dirichlet", k, 1, unit).labeler, labels_mod.UnitLabeler)
+
+
+def test_quantity_skew_sizes_follow_sigma():
+    rng = np.random.default_rng(0)
+    documents = [doc(f"src{i % 3}/{i}", int(n)) for i, n in enumerate(rng.integers(5, 50, size=4000))]
+    k = 8
+    cvs = {}
+    for sigma in (0.0, 1.5):
+        cfg = _cfg(**{"partition.name": "quantity", "partition.sigma": sigma, "partition.num_clients": k})
+        part = make("quantity", k, 7, cfg)
+        clients = first_pass_then_assign(part, documents)
+        tokens = np.zeros(k)
+        for d, c in zip(documents, clients):
+            tokens[c] += len(d.tokens)
+        np.testing.assert_allclose(tokens / tokens.sum(), part.shares, atol=0.01)  # sizes meet the draw
+        assert np.bincount(clients, minlength=k).min() >= 1
+        cvs[sigma] = stats_mod.size_summary(tokens)["tokens_cv"]
+        # content stays IID: every client's label mix is close to the global one
+        hist = label_hist(documents, clients, k)
+        big = hist.sum(axis=1) > 200
+        assert stats_mod.label_summary(hist[big])["label_tv_mean"] < 0.1
+    assert cvs[0.0] < 0.05 and cvs[1.5] > 0.3
+    # log-normal shares: the log sizes of many clients have the configured spread
+    cfg = _cfg(**{"partition.name": "quantity", "partition.sigma": 1.0, "partition.num_clients": 400})
+    part = make("quantity", 400, 1, cfg)
+    first_pass_then_assign(part, documents[:1000])
+    assert 0.85 < np.std(np.log(part.shares)) < 1.15
+
+
+def test_quantity_reproducible_and_every_client_served():
+    documents = [doc(f"u{i}", 3) for i in range(30)]
+    cfg = _cfg(**{"partition.name": "quantity", "partition.sigma": 3.0, "partition.num_clients": 10})
+    a = first_pass_then_assign(make("quantity", 10, 5, cfg), documents)
+    assert a == first_pass_then_assign(make("quantity", 10, 5, cfg), documents)
+    assert set(a) == set(range(10))
+
+
+def topic_docs(n_topics=5, per_topic=120, seed=0):
+    """Documents drawn from disjoint topic vocabularies plus common words; unit = topic."""
+    rng = np.random.default_rng(seed)
+    common = [f"common{j}" for j in range(15)]
+    out = []
+    for t in range(n_topics):
+        words = [f"t{t}w{j}" for j in range(60)]
+        for i in range(per_topic):
+            toks = list(rng.choice(words, size=25)) + list(rng.choice(common, size=10))
+            out.append(Document(f"topic{t}/{i}", f"x:{i}", [str(w) for w in toks]))
+    order = rng.permutation(len(out))
+    return [out[j] for j in order]
+
+
+def mean_jaccard(documents, clients, k):
+    vocab = [set() for _ in range(k)]
+    for d, c in zip(documents, clients):
+        vocab[c].update(d.tokens)
+    pairs = [(a, b) for a in range(k) for b in range(a + 1, k) if vocab[a] and vocab[b]]
+    return np.mean([len(vocab[a] & vocab[b]) / len(vocab[a] | vocab[b]) for a, b in pairs])
+
+
+def test_vocab_skew_overlap_below_iid():
+    documents, k = topic_docs(), 5
+    iid = mean_jaccard(documents, assign(make("iid", k, 0), documents), k)
+    results = {}
+    for skew in (1.0, 0.5, 0.0):
+        cfg = _cfg(**{"partition.name": "vocab_skew", "partition.vocab_skew": skew, "partition.num_clients": k})
+        clients = first_pass_then_assign(make("vocab_skew", k, 0, cfg), documents)
+        results[skew] = mean_jaccard(documents, clients, k)
+        assert clients == first_pass_then_assign(make("vocab_skew", k, 0, cfg), documents)  # seeded
+    assert iid > 0.9
+    assert results[1.0] < 0.3 < results[0.5] < results[0.0]
+    assert abs(results[0.0] - iid) < 0.05
+
+
+def test_topic_labels_are_deterministic_and_recover_topics():
+    documents = topic_docs(4, 80, seed=1)
+    cfg = _cfg(**{"partition.label": "topic", "partition.topics": 4, "seed": 3})
+    runs = []
+    for _ in range(2):
+        lab = labels_mod.make(cfg)
+        assert lab.needs_pass
+        for i, d in enumerate(documents):
+            lab.observe(i, d)
+        runs.append([lab.label(i, d) for i, d in enumerate(documents)])
+    assert runs[0] == runs[1]
+    truth = [d.unit.split("/")[0] for d in documents]
+    purity = sum(Counter(t for t, l in zip(truth, runs[0]) if l == c).most_common(1)[0][1]
+                 for c in set(runs[0])) / len(documents)
+    assert purity > 0.95
+
+
+@pytest.mark.parametrize("over, key", [
+    ({"partition.alpha": 0.0}, "partition.alpha"),
+    ({"partition.alpha": float("inf")}, "partition.alpha"),
+    ({"partition.sigma": -1.0}, "partition.sigma"),
+    ({"partition.vocab_skew": 1.5}, "partition.vocab_skew"),
+    ({"partition.topics": 0}, "partition.topics"),
+    ({"partition.label": "colour"}, "partition.label"),
+    ({"partition.label": "field"}, "partition.label_field"),
+    ({"partition.label": "field", "partition.label_field": "lang"}, "JSON Lines"),
+    ({"partition.name": "dirichlett"}, "partition.name"),
+    ({"partition.alhpa": 1.0}, "unknown key: partition.alhpa"),
+])
+def test_bad_partition_parameters_refused_naming_the_key(over, key):
+    with pytest.raises(ConfigError, match=key):
+        _cfg(**over)
+
+
+def test_jsonl_field_labels_through_write_shards(tmp_path):
+    rng = np.random.default_rng(2)
+    path = tmp_path / "c.jsonl"
+    langs = ["en", "fr", "de"]
+    with open(path, "w") as fh:
+        for i in range(300):
+            fh.write(json.dumps({"text": " ".join(rng.choice(["alpha", "beta", "gamma"], size=8)),
+                                 "lang": langs[i % 3], "client_id": f"u{i % 7}"}) + "\n")
+            if i % 50 == 0:
+                fh.write("\n")  # blank lines are skipped by the reader; labels must stay aligned
+    vocab = Vocabulary(["alpha", "beta", "gamma"], [3, 2, 1])
+    cfg = cfg_for(path, **{"partition.name": "dirichlet", "partition.num_clients": 3, "partition.alpha": 0.05,
+                           "partition.label": "field", "partition.label_field": "lang"})
+    manifest = write_shards(cfg, vocab, tmp_path / "data")
+    saved = json.loads((tmp_path / "data" / stats_mod.STATS).read_text())
+    assert saved["partitioner"] == "dirichlet" and sorted(saved["labels"]) == sorted(langs)
+    assert [c["tokens"] for c in saved["clients"]] == manifest.tokens
+    per_label = Counter()
+    for c in saved["clients"]:
+        per_label.update(c["labels"])
+    assert per_label == {"en": 100, "fr": 100, "de": 100}
+    assert saved["summary"]["label_tv_mean"] > 0.3                     # α = 0.05: skewed
+    assert 0 <= saved["summary"]["vocab_overlap"] <= 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"text": "alpha beta", "lang": "en"}) + "\n" + json.dumps({"text": "gamma"}) + "\n")
+    with pytest.raises(CorpusError, match="bad.jsonl:2.*partition.label_field"):
+        write_shards(cfg_for(bad, **{"partition.name": "dirichlet", "partition.num_clients": 2,
+                                     "partition.label": "field", "partition.label_field": "lang"}),
+                     vocab, tmp_path / "data2")
+
+
+@pytest.mark.parametrize("name", ["iid", "natural", "dirichlet", "quantity", "vocab_skew"])
+def test_every_partitioner_writes_and_prints_its_statistics(tmp_path, caplog, name):
+    root = make_corpus_dir(tmp_path, n_files=8, lines=30)
+    vocab = Vocabulary(["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"], [8, 7, 6, 5, 4, 3, 2, 1])
+    cfg = cfg_for(root, **{"partition.name": name, "partition.num_clients": 4})
+    with caplog.at_level(logging.INFO, logger="fedembed"):
+        manifest = write_shards(cfg, vocab, tmp_path / "data")
+    saved = stats_mod.load(tmp_path / "data")
+    assert saved["label"] == "source" and len(saved["labels"]) == 8      # one label per file here
+    rows = saved["clients"]
+    assert [r["tokens"] for r in rows] == manifest.tokens
+    assert [r["documents"] for r in rows] == manifest.sentences
+    assert all(sum(r["labels"].values()) == r["documents"] for r in rows)
+    assert saved["summary"]["tokens_max"] == max(manifest.tokens)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert f"partition {name}: label histogram by source" in text and "vocabulary overlap" in text

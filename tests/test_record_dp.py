@@ -521,3 +521,94 @@ def test_server_restores_record_level_accountants_after_resume(tmp_path, write_s
         TaskIdentity._run_id = TaskIdentity._task_id = TaskIdentity._node_id = None
     assert eps[1][2] > eps[1][1] > eps[1][0] > 0
     assert eps[1] == pytest.approx(eps[0], rel=1e-6)
+
+
+# ---- a target ε stays the target when the run is extended ----------------------------------------------
+
+_history = st.lists(st.tuples(st.floats(0.6, 5.0), st.floats(0.005, 0.3), st.integers(1, 200)), max_size=3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(history=_history, q=st.floats(0.005, 0.3), steps=st.integers(1, 400), target=st.floats(1.0, 12.0))
+def test_remaining_noise_multiplier_spends_exactly_what_is_left(history, q, steps, target):
+    """Cross-checked against Google's dp-accounting, an independent implementation of the same RDP analysis."""
+    import dp_accounting
+    from opacus.accountants import RDPAccountant
+
+    from fedembed.privacy.accountant import epsilon_after, remaining_noise_multiplier
+
+    delta = 1e-6
+    spent = epsilon_after(history, 1.0, q, 0, delta) if history else 0.0
+    if spent >= target:
+        with pytest.raises(ValueError, match="budget is spent"):
+            remaining_noise_multiplier(history, q, steps, target, delta)
+        return
+    sigma = remaining_noise_multiplier(history, q, steps, target, delta)
+    assert epsilon_after(history, sigma, q, steps, delta) <= target
+    assert epsilon_after(history, sigma, q, steps, delta) >= target - 0.011        # and leaves little unspent
+    ref = dp_accounting.rdp.RdpAccountant(RDPAccountant.DEFAULT_ALPHAS)
+    for z, p, n in [*history, (sigma, q, steps)]:
+        ref.compose(dp_accounting.PoissonSampledDpEvent(p, dp_accounting.GaussianDpEvent(z)), n)
+    assert ref.get_epsilon(delta) <= target * 1.02
+
+
+def _target_cfg(rounds: int, accountant: str = "rdp"):
+    return config_mod.load(overrides={"privacy.record.enabled": True, "privacy.record.target_epsilon": 3.0,
+                                      "privacy.record.delta": 1e-5, "privacy.record.expected_batch": 50,
+                                      "privacy.record.accountant": accountant, "federation.rounds": rounds})
+
+
+def _train_rounds(acc, params, rounds: int) -> None:
+    for _ in range(params.steps * rounds):
+        acc.step(noise_multiplier=params.noise_multiplier, sample_rate=params.sample_rate)
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+def test_extending_the_rounds_on_resume_rederives_sigma_and_keeps_the_target(accountant):
+    first = record_params.resolve(_target_cfg(4, accountant), num_samples=1000)
+    acc = record_state.restore(accountant, None)
+    _train_rounds(acc, first, 2)
+    state = record_state.capture(acc, first)
+    same = record_params.resolve(_target_cfg(4, accountant), 1000, record_state.saved_noise_multiplier(state),
+                                 record_state.history(state))
+    assert same.noise_multiplier == first.noise_multiplier            # the plan still fits: no drift
+    more = record_params.resolve(_target_cfg(8, accountant), 1000, record_state.saved_noise_multiplier(state),
+                                 record_state.history(state))
+    assert more.noise_multiplier > first.noise_multiplier             # rounds 3-8 share what rounds 1-2 left
+    _train_rounds(acc, more, 6)
+    assert 2.9 <= acc.get_epsilon(delta=1e-5) <= 3.0                  # the old σ would have overshot
+    old = record_state.restore(accountant, state)
+    _train_rounds(old, first, 6)
+    assert old.get_epsilon(delta=1e-5) > 3.0
+
+
+def test_a_spent_record_budget_refuses_to_train_and_names_the_keys():
+    first = record_params.resolve(_target_cfg(4), num_samples=1000)
+    acc = record_state.restore("rdp", None)
+    _train_rounds(acc, first, 4)
+    acc.step(noise_multiplier=0.3, sample_rate=0.5)                   # something else spent the rest
+    state = record_state.capture(acc, first)
+    with pytest.raises(ConfigError, match=r"privacy\.record\.target_epsilon = 3 leaves no room for "
+                                          r"federation\.rounds = 6"):
+        record_params.resolve(_target_cfg(6), 1000, record_state.saved_noise_multiplier(state),
+                              record_state.history(state))
+
+
+def test_client_extended_on_resume_reports_at_most_the_target(tmp_path, write_scenario):
+    """Through the client's round: a state from a 2-round plan, then the run resumed with 4 rounds."""
+    def cfg(rounds):
+        return config_mod.load(write_scenario(federation={"rounds": rounds}, privacy={"record": {
+            "enabled": True, "target_epsilon": 2.0, "expected_batch": 64, "delta": 1e-5}}))
+    (tmp_path / "run").mkdir()
+    prep = prepare(cfg(2), tmp_path / "run")
+    tables = models.make(cfg(2)).init_tables(len(prep.vocab), 0)
+
+    def round_(rnd, c, node):
+        ins = wire.TrainInstruction(rnd, 0.025, 0.02, 0, c.to_dict(), str(prep.shard_dir), None)
+        return client_mod.train_round(tables, prep.vocab.counts, ins, 0, node_state=node).metrics
+    node = RecordDict()
+    planned = round_(1, cfg(2), node)                                  # σ planned for 2 rounds
+    assert planned["dp_record_epsilon"] < 2.0
+    extended = [round_(r, cfg(4), node) for r in (2, 3, 4)]           # resumed with federation.rounds = 4
+    assert extended[0]["dp_record_noise_multiplier"] > planned["dp_record_noise_multiplier"]
+    assert planned["dp_record_epsilon"] < extended[-1]["dp_record_epsilon"] <= 2.0

@@ -219,3 +219,84 @@ def test_non_private_report_still_has_the_privacy_keys(tmp_path, write_scenario)
     assert report["privacy"]["epsilon"] is None and report["privacy"]["mechanism"] == "none"
     assert {"delta", "unit"} <= set(report["privacy"])
     assert "privacy" not in metrics.read(tmp_path / "run")[0]
+
+
+# ---- the public denominator (privacy.denominator = "public")
+
+@settings(max_examples=200, deadline=None)
+@given(count=st.integers(0, 10**7), n=st.integers(2, 10**6))
+def test_presence_share_is_the_poisson_limit_of_the_exact_chance(count, n):
+    """Independent check: c occurrences thrown uniformly at N clients miss a given client with
+    probability (1 − 1/N)^c exactly; 1 − exp(−c/N) is below that chance by at most c/N²."""
+    from fedembed.privacy.public_rows import presence_share
+
+    ours = float(presence_share(np.array([count]), n)[0])
+    exact = 1.0 - math.exp(count * math.log1p(-1.0 / n))
+    assert 0.0 <= ours <= 1.0
+    assert ours <= exact + 1e-12
+    assert exact - ours <= count / n**2 + 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(counts=arrays(np.int64, st.integers(1, 50), elements=st.integers(0, 10**6)),
+       n=st.integers(1, 10**5), m=st.floats(0.5, 1e4), floor=st.floats(1e-4, 1.0))
+def test_public_denominator_is_bounded_and_monotone_in_the_counts(counts, n, m, floor):
+    from fedembed.privacy.public_rows import public_denominator
+
+    d = public_denominator(counts, n, m, floor)
+    assert (d >= m * floor * (1 - 1e-12)).all() and (d <= m * (1 + 1e-12)).all()
+    order = np.argsort(counts, kind="stable")
+    assert (np.diff(d[order]) >= 0).all()
+
+
+def test_public_denominator_sends_no_weights_and_clips_the_deltas_alone():
+    t = np.full((4, 2), 1.0, dtype=np.float32)
+    w = np.ones(4, dtype=np.float32)
+    u = ClipUpdate(1.0, 0.1, send_weights=False)(ClientUpdate({"t": t.copy()}, {"t": w.copy()}))
+    assert not u.weights["t"].any()                                     # nothing about which rows were touched
+    assert update_norm(u.tables, {}) == pytest.approx(1.0, rel=1e-5)     # the whole of C goes to the deltas
+    np.testing.assert_allclose(u.tables["t"], t / math.sqrt(8), rtol=1e-5)
+    stages = __import__("fedembed.privacy.user_dp", fromlist=["client_stages"]).client_stages(
+        _cfg(**{"privacy.denominator": "public"}))
+    assert [s.send_weights for s in stages] == [False]
+
+
+def test_public_denominator_divides_every_row_by_its_expected_cohort():
+    counts = np.array([0, 5, 50, 5000, 10**6])
+    cfg_over = {"privacy.denominator": "public", "privacy.min_share": 0.01, "privacy.noise_multiplier": 0.0}
+    mech = CentralGaussian.start(_cfg(**cfg_over), rng=np.random.default_rng(0), public_counts=counts)
+    m = 10.0                                                            # 10 of 100 clients expected per round
+    expected = m * np.maximum(1 - np.exp(-counts / 100.0), 0.01)
+    np.testing.assert_allclose(mech.denominator, expected)
+    sums = np.arange(10, dtype=np.float64).reshape(5, 2)
+    out = mech.noisy_mean({"t": sums}, {"t": np.zeros(5)})["t"]       # the weights are not read
+    np.testing.assert_allclose(out, sums / expected[:, None], rtol=1e-6)
+    noisy = CentralGaussian.start(_cfg(**{**cfg_over, "privacy.noise_multiplier": 2.0, "privacy.clip": 0.5}),
+                                  rng=np.random.default_rng(1), public_counts=np.full(3, 10**6))
+    out = noisy.noisy_mean({"t": np.zeros((3, 40000))}, {"t": np.zeros(3)})["t"]
+    assert out.std() == pytest.approx(2.0 * 0.5 / m, rel=0.02)          # z·C over the cohort, every row
+    with pytest.raises(ValueError, match="public vocabulary counts"):
+        CentralGaussian.start(_cfg(**cfg_over))
+
+
+@pytest.mark.parametrize("over, match", [
+    ({"privacy.denominator": "mean"}, r"privacy\.denominator: 'mean' is not one of \['noisy', 'public'\]"),
+    ({"privacy.min_share": 0.0}, r"privacy\.min_share must be in \(0, 1\]"),
+    ({"privacy.min_share": 1.5}, r"privacy\.min_share must be in \(0, 1\]"),
+])
+def test_invalid_public_denominator_settings_are_refused(over, match):
+    with pytest.raises(ConfigError, match=match):
+        _cfg(**over)
+
+
+def test_private_run_with_the_public_denominator(tmp_path, write_scenario):
+    priv = {"user_level": True, "noise_multiplier": 0.8, "clip": 0.5}
+    fed = {"rounds": 2, "row_weight": "presence"}
+    public = server.run(InProcessGrid(3), config_mod.load(write_scenario(
+        federation=fed, privacy={**priv, "denominator": "public", "min_share": 0.2})), tmp_path / "a", progress=False)
+    noisy = server.run(InProcessGrid(3), config_mod.load(write_scenario(federation=fed, privacy=priv)),
+                       tmp_path / "b", progress=False)
+    rows = metrics.read(tmp_path / "a")
+    assert all(r["rejected"] == 0 for r in rows)
+    assert rows[0]["privacy"]["units"]["user"]["params"]["denominator"] == "public"
+    assert public["privacy"]["epsilon"] == noisy["privacy"]["epsilon"] > 0   # the same mechanism, the same ε

@@ -1,8 +1,10 @@
 """Aggregation rules, one per file, registered by name (`federation.aggregate`).
 
-Every rule here is a weighted mean, Σ_k w_k·Δ_k / Σ_k w_k taken row by row, so that the
+rowwise and fedavg are weighted means, Σ_k w_k·Δ_k / Σ_k w_k taken row by row, so that the
 server only needs two sums (which secure aggregation can give it): the client multiplies
 its delta by its weights (`client_weights`, a client-side stage) and the server divides.
+The robust rules (median, trimmed_mean, krum, multi_krum, norm_bound) bring a `collector`
+the server folds replies into instead, and say whether they compose with secure aggregation.
 """
 from __future__ import annotations
 
@@ -34,4 +36,14 @@ def divide_rows(weighted_sum: dict[str, np.ndarray], weight_sum: dict[str, np.nd
     return out
 
 
+def collector(cfg, shapes: dict[str, tuple[int, ...]]):
+    """The round's sink for replies: running sums for a weighted mean, the rule's own collector
+    (same add/count/sums/weights interface) for rules that need each update (fedembed/aggregate/robust.py)."""
+    from fedembed.aggregate.accumulate import Accumulator
+
+    rule = make(cfg)
+    return rule.collector(shapes) if hasattr(rule, "collector") else Accumulator(shapes)
+
+
 from fedembed.aggregate import fedavg, rowwise  # noqa: E402,F401  (registration)
+from fedembed.aggregate import krum, median, norm_bound, trimmed_mean  # noqa: E402,F401  (robust rules)

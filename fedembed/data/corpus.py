@@ -19,6 +19,7 @@ from typing import IO, Iterator
 
 from fedembed.data.tokenize import tokenize, wiki_tokenizer
 from fedembed.errors import CorpusError
+from fedembed.signals import default_signal_handlers
 
 BUILTIN = "builtin"
 _SNIFF_BYTES = 8192
@@ -156,7 +157,8 @@ def _read_builtin(_: str | os.PathLike[str] = BUILTIN) -> Iterator[Document]:
 
 @functools.lru_cache(maxsize=1)
 def _builtin_documents() -> tuple[Document, ...]:
-    return tuple(_parse_builtin())
+    with default_signal_handlers():  # WikiCorpus forks workers and ends them with SIGTERM
+        return tuple(_parse_builtin())
 
 
 def _parse_builtin() -> Iterator[Document]:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedembed import vocab as vocab_mod
+from fedembed.attacks.privacy.plant import plant as plant_attack_data
 from fedembed.config import Config
 from fedembed.data.corpus import BUILTIN, read_corpus
-from fedembed.data.partition import make as make_partitioner
+from fedembed.data.partition import make as make_partitioner, stats as partition_stats
 from fedembed.data.shards import Manifest, ShardWriter
 from fedembed.errors import CorpusError
 from fedembed.vocab import Vocabulary
@@ -47,21 +48,26 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
     vocab = build_vocab(cfg)
     vocab.save(vocab_path)
     manifest = write_shards(cfg, vocab, shard_dir)
+    manifest = plant_attack_data(cfg, vocab, run_dir, shard_dir, manifest)  # canaries, held-out sentences
     manifest.save(manifest_path)
     return Prepared(vocab, manifest, shard_dir)
 
 
 def write_shards(cfg: Config, vocab: Vocabulary, shard_dir: Path) -> Manifest:
     k = cfg.partition.num_clients
-    part = make_partitioner(cfg.partition.name, k, cfg.seed)
-    if part.needs_units:
+    part = make_partitioner(cfg.partition.name, k, cfg.seed, cfg)
+    collector = partition_stats.Collector(cfg, part)  # sizes and label histograms (data/partition_stats.json)
+    if part.needs_units or collector.needs_pass:
         sizes: Counter[str] = Counter()
-        for doc in read_corpus(cfg.data.corpus, cfg.data.format):
+        for i, doc in enumerate(read_corpus(cfg.data.corpus, cfg.data.format)):
             sizes[doc.unit] += len(doc.tokens)
+            collector.observe(i, doc)  # the partitioner's and the labels' first pass
         part.fit(dict(sizes))
     writer = ShardWriter(shard_dir, k)
     for i, doc in enumerate(read_corpus(cfg.data.corpus, cfg.data.format)):
-        writer.append(part.client_of(i, doc), vocab.encode(doc.tokens), doc.unit)
+        client, ids = part.client_of(i, doc), vocab.encode(doc.tokens)
+        writer.append(client, ids, doc.unit)
+        collector.add(i, doc, client, len(ids))
     stats = writer.close()
     skipped = [c for c in range(k) if stats.tokens[c] < cfg.partition.min_tokens]
     if len(skipped) == k:
@@ -73,4 +79,5 @@ def write_shards(cfg: Config, vocab: Vocabulary, shard_dir: Path) -> Manifest:
     manifest = Manifest(k, vocab.fingerprint(), stats.tokens, stats.sentences, stats.units, skipped)
     log.info("partition %s: %d clients, tokens per client min %d / median %d / max %d", cfg.partition.name, k,
              min(stats.tokens), sorted(stats.tokens)[k // 2], max(stats.tokens))
+    collector.write(manifest, shard_dir)
     return manifest

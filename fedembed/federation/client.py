@@ -10,11 +10,12 @@ from flwr.app import RecordDict
 
 from fedembed import aggregate, config as config_mod, models
 from fedembed.data.shards import load_shard, load_units
-from fedembed.federation import wire
+from fedembed.deploy import edge
+from fedembed.federation import behaviour, wire
 from fedembed.federation.wire import TrainInstruction
 from fedembed.privacy import record_params, record_state
 from fedembed.privacy.record_dp import PrivateTraining, Samples
-from fedembed.updates import ClientUpdate, delta, run_pipeline, stages_for
+from fedembed.updates import ClientContext, ClientUpdate, delta, run_pipeline, stages_for
 
 
 def train_round(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: TrainInstruction,
@@ -25,16 +26,18 @@ def train_round(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: T
     server's copy in `ins`, or from zero)."""
     t0 = time.perf_counter()
     cfg = config_mod.from_dict(ins.config)
+    wait = behaviour.start(cfg, ins.round, partition_id)  # a simulated dropout raises behaviour.Dropped
     torch.set_num_threads(max(1, int(cfg.simulation.num_cpus_per_client)))
-    shard_dir = Path(data_path) if data_path else Path(ins.shard_dir)
-    ids, bounds = load_shard(shard_dir, partition_id)
+    # A device's own shard or raw corpus (tokenized here, fedembed/deploy/edge.py), else the server's shards.
+    shard_dir, shard_index = edge.local_data(data_path, ins.shard_dir, cfg, counts, partition_id)
+    ids, bounds = load_shard(shard_dir, shard_index)
     family = models.make(cfg)
     seed = int(np.random.SeedSequence([cfg.seed, ins.round, partition_id]).generate_state(1)[0])
     private = None
     if cfg.privacy.record.enabled:
         saved = record_state.latest(wire.parse_record_dp(node_state) if node_state is not None else None,
                                     ins.record_dp)
-        private = _private_training(cfg, shard_dir, partition_id, bounds, saved)
+        private = _private_training(cfg, shard_dir, shard_index, bounds, saved)
     result = family.train_local(global_tables, ids, bounds, counts,
                                 ins.lr_start, ins.lr_end, seed, private)
     rule = aggregate.make(cfg)
@@ -50,7 +53,10 @@ def train_round(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: T
         if node_state is not None:
             wire.put_record_dp(node_state, record_state.capture(private.accountant, private.params))
     update.metrics["train_seconds"] = time.perf_counter() - t0
-    return run_pipeline(update, stages_for(cfg))
+    edge.log_round_memory(ins.round, partition_id, update.metrics["train_seconds"], data_path)  # deployed nodes only
+    behaviour.finish(wait)  # a simulated straggler replies late
+    ctx = ClientContext(partition_id, ins.round, global_tables, counts, str(shard_dir))
+    return run_pipeline(update, stages_for(cfg, ctx))
 
 
 def _private_training(cfg, shard_dir: Path, partition_id: int, bounds: np.ndarray,
@@ -58,5 +64,6 @@ def _private_training(cfg, shard_dir: Path, partition_id: int, bounds: np.ndarra
     """DP-SGD's samples, parameters and accountant (continuing from `saved`) for this client."""
     units = load_units(shard_dir, partition_id, len(bounds)) if cfg.privacy.record.unit == "document" else None
     samples = Samples(bounds, units)
-    params = record_params.resolve(cfg, len(samples), record_state.saved_noise_multiplier(saved))
+    params = record_params.resolve(cfg, len(samples), record_state.saved_noise_multiplier(saved),
+                                   record_state.history(saved))
     return PrivateTraining(params, samples, record_state.restore(params.accountant, saved))

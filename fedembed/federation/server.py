@@ -15,11 +15,12 @@ from flwr.app import Message, MessageType
 from tqdm import tqdm
 
 from fedembed import checkpoint, metrics, models
-from fedembed.aggregate.accumulate import Accumulator
+from fedembed.aggregate import collector
 from fedembed.config import Config
 from fedembed.data.prepare import Prepared, prepare
 from fedembed.errors import CheckpointError, FedembedError, UpdateError
-from fedembed.federation import wire
+from fedembed.eval import per_round
+from fedembed.federation import behaviour, stream, wire
 from fedembed.privacy.params import sample_rate
 from fedembed.privacy.sampling import poisson_sample, secret_rng
 from fedembed.privacy.session import PrivacySession
@@ -35,8 +36,8 @@ def learning_rates(cfg: Config, rnd: int) -> tuple[float, float]:
     return lr - (lr - lo) * (rnd - 1) / r, lr - (lr - lo) * rnd / r
 
 
-def discover_partitions(grid, expected: int, wait_s: float = 120.0) -> dict[int, int]:
-    """Ask every node which partition it holds: partition id → node id."""
+def discover_partitions(grid, expected: int, wait_s: float = 120.0, window: int = 0) -> dict[int, int]:
+    """Ask every node which partition it holds: partition id → node id (`window`: fedembed.federation.stream)."""
     deadline = time.monotonic() + wait_s
     nodes = list(grid.get_node_ids())
     while len(nodes) < expected and time.monotonic() < deadline:
@@ -46,7 +47,7 @@ def discover_partitions(grid, expected: int, wait_s: float = 120.0) -> dict[int,
         raise FedembedError(f"only {len(nodes)} of {expected} clients connected within {wait_s:.0f}s")
     msgs = [Message(content=wire.node_content(-1, -1), dst_node_id=n, message_type=MessageType.QUERY) for n in nodes]
     mapping: dict[int, int] = {}
-    for reply in grid.send_and_receive(msgs, timeout=wait_s):
+    for reply in stream.send_and_receive(grid, msgs, window, wait_s):
         if reply.has_error():
             raise FedembedError(f"node {reply.metadata.src_node_id} failed to report its partition: "
                                 f"{reply.error.reason}")
@@ -57,6 +58,9 @@ def discover_partitions(grid, expected: int, wait_s: float = 120.0) -> dict[int,
         if pid in mapping:
             raise FedembedError(f"two nodes claim partition {pid}")
         mapping[pid] = reply.metadata.src_node_id
+    if len(mapping) < expected:  # replies lost or late: never go on with fewer clients, silently
+        raise FedembedError(f"only {len(mapping)} of {len(nodes)} connected nodes reported their partition "
+                            f"within {wait_s:.0f}s (partition.num_clients={expected})")
     return mapping
 
 
@@ -90,7 +94,7 @@ def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool =
     run_dir.mkdir(parents=True, exist_ok=True)
     prep = prepare(cfg, run_dir)
     state = initial_state(cfg, run_dir, prep, resume)
-    privacy = PrivacySession(cfg, state.extra)  # resolves z (may refuse the config) before any training
+    privacy = PrivacySession(cfg, state.extra, public_counts=prep.vocab.counts)  # resolves z before any training
     copies = ServerCopies(state.extra)  # clients' record-level accountants, re-sent after a resume
     nodes = discover_partitions(grid, cfg.partition.num_clients)
     active = [p for p in prep.manifest.active if p in nodes]
@@ -112,6 +116,8 @@ def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool =
         entry = privacy.end_round(rnd)
         if entry is not None:
             record["privacy"] = entry
+        if cfg.eval.every_round:
+            record["quality"] = per_round.figures(cfg, prep.vocab.words, state.tables)
         metrics.append(run_dir, record)
         state.round = rnd
         privacy.save(state.extra)
@@ -133,18 +139,23 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
     content = wire.train_content(wire.arrays(state.tables), vocab_record, ins)
     down = wire.nbytes(content)
     copies = copies or ServerCopies()
+    if cfg.secagg.enabled:  # SecAgg+: the server only learns the sum (fedembed/federation/secure_round.py)
+        from fedembed.federation import secure_round
+
+        return secure_round.run_round(grid, cfg, state, rnd, clients, nodes, content, shapes, privacy, copies,
+                                      lr_start)
     partition_of = {n: p for p, n in nodes.items()}
     msgs = [Message(content=copies.content_for(p, content), dst_node_id=nodes[p], message_type=MessageType.TRAIN,
                     group_id=str(rnd))
             for p in clients]
     timeout = cfg.federation.round_timeout or None
-    acc = Accumulator(shapes)
+    acc = collector(cfg, shapes)  # running sums, or the rule's per-update collector (robust rules)
     failures: list[str] = []
     rejected: list[str] = []
     up = 0
     loss_sum = examples = 0.0
     limit = cfg.federation.max_update_mb * 2**20
-    for reply in grid.send_and_receive(msgs, timeout=timeout) if msgs else []:
+    for reply in stream.send_and_receive(grid, msgs, cfg.federation.max_in_flight, timeout) if msgs else []:
         src = reply.metadata.src_node_id
         if reply.has_error():
             failures.append(f"node {src}: {reply.error.reason}")
@@ -154,7 +165,7 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
         try:
             if size > limit:
                 raise UpdateError(f"update of {size / 2**20:.1f} MB exceeds federation.max_update_mb")
-            tables, weights, m = wire.parse_reply(reply.content)
+            tables, weights, m = wire.parse_reply(reply.content, shapes)
             privacy.check_reply(tables, weights, m)
             acc.add(tables, weights)
         except UpdateError as exc:
@@ -176,6 +187,7 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
     for k, d in deltas.items():
         state.tables[k] += cfg.federation.server_lr * d
     return {"round": rnd, "clients": len(clients), "clients_ok": acc.count, "failed": len(failures) + missing,
+            **behaviour.round_counts(cfg, rnd, clients, failures, missing),
             "rejected": len(rejected), "train_loss": loss_sum / max(examples, 1.0), "examples": int(examples),
             "lr": lr_start, "bytes_down": down * len(clients), "bytes_up": up,
             "seconds": time.perf_counter() - t0}

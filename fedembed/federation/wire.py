@@ -2,9 +2,11 @@
 
 Down: the global tables (`ArrayRecord` "global") and a `ConfigRecord` "train" with the
 round's learning-rate range, seed and the resolved scenario. Up: the weighted delta
-("update"), the per-row weights ("weights") and a `MetricRecord` "metrics". With record-level
-DP on, a `ConfigRecord` "record_dp" carries the node's accountant state up in every reply,
-and down to a node that lost it (a resumed run) when the server puts it in `TrainInstruction`.
+("update"), the per-row weights ("weights") and a `MetricRecord` "metrics"; a sparse upload
+(`federation.sparse_upload`, plain path) sends only touched rows of both, their indices in
+"rows". With record-level DP on, a `ConfigRecord` "record_dp" carries the node's accountant
+state up in every reply, and down to a node that lost it (a resumed run) when the server puts
+it in `TrainInstruction`.
 """
 from __future__ import annotations
 
@@ -15,9 +17,12 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
+from fedembed.federation import sparse as sparse_mod
+
 GLOBAL, VOCAB, TRAIN, UPDATE, WEIGHTS, METRICS = "global", "vocab", "train", "update", "weights", "metrics"
 NODE = "node"
 RECORD_DP = "record_dp"   # ConfigRecord: a node's record-level DP accountant state (up; down on resume)
+ROWS = "rows"             # ArrayRecord: a sparse upload's row indices (fedembed/federation/sparse.py)
 
 
 @dataclass
@@ -66,9 +71,14 @@ def parse_node(content: RecordDict) -> tuple[int, int]:
 
 
 def reply_content(tables: dict[str, np.ndarray], weights: dict[str, np.ndarray],
-                  metrics: dict[str, float], record_dp: dict[str, Any] | None = None) -> RecordDict:
-    content = RecordDict({UPDATE: arrays(tables), WEIGHTS: arrays(weights),
-                          METRICS: MetricRecord({k: float(v) for k, v in metrics.items()})})
+                  metrics: dict[str, float], record_dp: dict[str, Any] | None = None,
+                  sparse: bool = False) -> RecordDict:
+    """`sparse`: only the rows with a non-zero update or weight, plus their indices (same sums)."""
+    sparse = sparse and set(weights) == set(tables)  # anything else goes dense, for the server to refuse
+    if sparse:
+        tables, weights, rows = sparse_mod.pack(tables, weights)
+    records = {UPDATE: arrays(tables), WEIGHTS: arrays(weights), **({ROWS: arrays(rows)} if sparse else {})}
+    content = RecordDict({**records, METRICS: MetricRecord({k: float(v) for k, v in metrics.items()})})
     return with_record_dp(content, record_dp) if record_dp is not None else content
 
 
@@ -91,14 +101,24 @@ def parse_record_dp(content: RecordDict) -> dict[str, Any] | None:
     return json.loads(str(record["state"])) if record is not None else None
 
 
-def parse_reply(content: RecordDict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:
+def parse_reply(content: RecordDict, shapes: dict[str, tuple[int, ...]] | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:
+    """Dense tables and weights; a sparse reply is checked and expanded against `shapes`."""
     for name in (UPDATE, WEIGHTS):
         if name not in content.array_records:
             from fedembed.errors import UpdateError
             raise UpdateError(f"reply has no {name!r} record")
     metrics = dict(content.metric_records[METRICS]) if METRICS in content.metric_records else {}
-    return (from_arrays(content.array_records[UPDATE]), from_arrays(content.array_records[WEIGHTS]),
-            {k: float(v) for k, v in metrics.items()})
+    tables, weights = from_arrays(content.array_records[UPDATE]), from_arrays(content.array_records[WEIGHTS])
+    if ROWS in content.array_records:
+        tables, weights = sparse_mod.unpack(tables, weights, from_arrays(content.array_records[ROWS]), shapes)
+    return tables, weights, {k: float(v) for k, v in metrics.items()}
+
+
+def sparse_upload(config: dict[str, Any]) -> bool:
+    """Whether a client sends rows only: `federation.sparse_upload` on the plain path (secure
+    aggregation sums dense masked vectors, so it always gets dense ones)."""
+    return bool(config.get("federation", {}).get("sparse_upload")) and not config.get("secagg", {}).get("enabled")
 
 
 def nbytes(content: RecordDict) -> int:

@@ -75,3 +75,44 @@ class Accountant:
         acc = cls(str(d["kind"]))
         acc._impl.history = [(float(z), float(q), int(s)) for z, q, s in d["history"]]
         return acc
+
+
+History = list[tuple[float, float, int]]   # Opacus' (noise multiplier, sample rate, steps) entries
+
+
+def epsilon_after(history: History, noise_multiplier: float, sample_rate: float, steps: int, delta: float,
+                  kind: str = "rdp") -> float:
+    """ε at `delta` of `history` followed by `steps` more steps of (z, q): heterogeneous composition."""
+    acc = Accountant.from_dict({"kind": kind, "history": list(history)})
+    acc.step(noise_multiplier, sample_rate, 0)
+    acc._impl.history.append((float(noise_multiplier), float(sample_rate), int(steps)))
+    return acc.epsilon(delta)
+
+
+def remaining_noise_multiplier(history: History, sample_rate: float, steps: int, target_epsilon: float,
+                               delta: float, kind: str = "rdp", tolerance: float = 0.01) -> float:
+    """The smallest z (to within `tolerance` in ε) such that `history` plus `steps` steps of (z, q) stays ≤ target.
+
+    Opacus' `get_noise_multiplier` search, over the composition of what was already spent
+    (possibly with other z and q) and what is still to come: how a run that is extended
+    after it started re-spends only the budget that is left. ValueError when nothing is left.
+    """
+    spent = Accountant.from_dict({"kind": kind, "history": list(history)}).epsilon(delta)
+    if not spent < target_epsilon:
+        raise ValueError(f"the budget is spent: ε = {spent:.4g} already, target {target_epsilon:g}")
+    if steps <= 0:
+        return 0.0
+    lo, hi = 0.0, 10.0
+    while epsilon_after(history, hi, sample_rate, steps, delta, kind) > target_epsilon:
+        lo, hi = hi, 2 * hi
+        if hi > 1e7:
+            raise ValueError(f"no noise multiplier keeps ε ≤ {target_epsilon:g} (spent {spent:.4g})")
+    while True:
+        eps = epsilon_after(history, hi, sample_rate, steps, delta, kind)
+        if target_epsilon - eps <= tolerance or hi - lo < 1e-9:
+            return hi
+        mid = (lo + hi) / 2
+        if epsilon_after(history, mid, sample_rate, steps, delta, kind) > target_epsilon:
+            lo = mid
+        else:
+            hi = mid

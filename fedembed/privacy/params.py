@@ -28,6 +28,8 @@ class UserLevel:
     clip_lr: float
     accountant: str                  # "rdp" | "prv"
     budget: float                    # ε the run may spend; 0 = no budget
+    denominator: str = "noisy"       # "noisy" | "public" (fedembed/privacy/public_rows.py)
+    min_share: float = 0.05          # the public denominator's floor
 
 
 def sample_rate(cfg) -> float:
@@ -74,6 +76,8 @@ def check(cfg) -> None:
     if p.delta >= 1.0 / n:
         raise ConfigError(f"privacy.delta ({p.delta:g}) must be below 1/num_clients = {1.0 / n:g}: with δ ≥ 1/N "
                           f"a mechanism that publishes one client's data outright is (0, δ)-DP")
+    if not 0.0 < p.min_share <= 1.0:
+        raise ConfigError(f"privacy.min_share must be in (0, 1], got {p.min_share}")
     if not 0.0 <= p.target_quantile <= 1.0:
         raise ConfigError(f"privacy.target_quantile must be in [0, 1], got {p.target_quantile}")
     if p.max_epsilon > 0 and p.noise_multiplier == 0 and p.target_epsilon == 0:
@@ -115,4 +119,5 @@ def resolve(cfg, noise_multiplier: float | None = None) -> UserLevel | None:
                      expected_clients=q * cfg.partition.num_clients, update_noise_multiplier=float(z_update),
                      bit_stddev=float(bit_sd), weight_scale=p.weight_scale, min_weight=p.min_weight,
                      adaptive=p.adaptive_clip, target_quantile=p.target_quantile, clip_lr=p.clip_lr,
-                     accountant=p.accountant, budget=p.max_epsilon or p.target_epsilon)
+                     accountant=p.accountant, budget=p.max_epsilon or p.target_epsilon,
+                     denominator=p.denominator, min_share=p.min_share)

@@ -4,6 +4,12 @@
 training. `resolve` runs on the client, because the sampling rate q = expected_batch / n
 depends on how many samples (sentences or documents) that client holds, and so does the
 noise multiplier derived from a target ε. As in Opacus, n is treated as public.
+
+A σ derived from `target_epsilon` is a plan for the whole run (every remaining round, every
+step); it is kept from round to round while the plan still fits the target, and re-derived
+for the remaining steps from what the client's accountant has already spent whenever it no
+longer does (federation.rounds raised on resume, or a client whose n changed): the target
+is never exceeded. When nothing is left to spend the client refuses to train.
 """
 from __future__ import annotations
 
@@ -53,11 +59,16 @@ def check(cfg) -> None:
         raise ConfigError(f"{key}: give exactly one of noise_multiplier or target_epsilon (> 0)")
 
 
-def resolve(cfg, num_samples: int, noise_multiplier: float | None = None) -> DPSGDParams:
-    """This client's DP-SGD parameters; `noise_multiplier` (from its saved state) overrides the scenario's.
+def resolve(cfg, num_samples: int, noise_multiplier: float | None = None,
+            history: list[tuple[float, float, int]] | None = None) -> DPSGDParams:
+    """This client's DP-SGD parameters for the coming round.
 
-    A σ derived from target_epsilon assumes the client trains in every one of
-    federation.rounds rounds, so its ε stays at most the target however it is sampled.
+    `noise_multiplier` and `history` come from the client's saved accountant state: the σ it
+    used so far and the (σ, q, steps) it has spent. With an explicit privacy.record.noise_multiplier
+    a saved σ is kept as it is. With target_epsilon, σ assumes the client trains in every
+    remaining round (federation.rounds·steps minus the steps already spent, at least one
+    round's), so its ε stays at most the target however it is sampled; a saved σ is kept only
+    if that plan still fits, otherwise σ is re-derived for the remaining steps.
     """
     r, t = cfg.privacy.record, cfg.train
     if num_samples < 1:
@@ -68,11 +79,33 @@ def resolve(cfg, num_samples: int, noise_multiplier: float | None = None) -> DPS
                           f"(0, δ)-DP")
     q = min(1.0, r.expected_batch / num_samples)
     steps = max(1, round(t.local_epochs / q))
-    if noise_multiplier is None:
-        noise_multiplier = r.noise_multiplier or _sigma_for(r.target_epsilon, r.delta, q,
-                                                           steps * cfg.federation.rounds, r.accountant)
+    if r.target_epsilon > 0:
+        noise_multiplier = _planned_sigma(cfg, q, steps, noise_multiplier, history or [])
+    elif noise_multiplier is None:
+        noise_multiplier = r.noise_multiplier
     return DPSGDParams(sample_rate=q, clip=r.clip, noise_multiplier=float(noise_multiplier),
                        expected_batch=q * num_samples, steps=steps, delta=r.delta, accountant=r.accountant)
+
+
+def _planned_sigma(cfg, q: float, steps: int, saved: float | None,
+                  history: list[tuple[float, float, int]]) -> float:
+    """σ for the rest of the run under privacy.record.target_epsilon (see `resolve`)."""
+    from fedembed.privacy.accountant import epsilon_after, remaining_noise_multiplier
+
+    r = cfg.privacy.record
+    history = [(float(z), float(p), int(n)) for z, p, n in history]
+    done = sum(n for _, _, n in history)
+    remaining = max(steps, steps * cfg.federation.rounds - done)
+    if not history:
+        return _sigma_for(r.target_epsilon, r.delta, q, remaining, r.accountant)
+    if saved is not None and epsilon_after(history, saved, q, remaining, r.delta, r.accountant) <= r.target_epsilon:
+        return float(saved)
+    try:
+        return remaining_noise_multiplier(history, q, remaining, r.target_epsilon, r.delta, r.accountant)
+    except ValueError as exc:
+        raise ConfigError(f"privacy.record.target_epsilon = {r.target_epsilon:g} leaves no room for "
+                          f"federation.rounds = {cfg.federation.rounds}: this client has taken {done} DP-SGD steps "
+                          f"already ({exc}); raise privacy.record.target_epsilon or lower federation.rounds") from None
 
 
 @functools.lru_cache(maxsize=64)

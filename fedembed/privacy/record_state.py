@@ -53,8 +53,13 @@ def capture(acc: IAccountant, params: DPSGDParams) -> State:
 
 
 def saved_noise_multiplier(state: State | None) -> float | None:
-    """σ chosen in an earlier round: kept, so that a derived σ does not drift when n or rounds are re-read."""
+    """σ chosen in an earlier round: kept while it still fits the target (record_params.resolve decides)."""
     return float(state["noise_multiplier"]) if state and "noise_multiplier" in state else None
+
+
+def history(state: State | None) -> list[tuple[float, float, int]]:
+    """The (σ, q, steps) this client has spent so far: what a re-derived σ must compose with."""
+    return [(float(n), float(q), int(s)) for n, q, s in state["history"]] if state else []
 
 
 def metrics(acc: IAccountant, params: DPSGDParams) -> dict[str, float]:

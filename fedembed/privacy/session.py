@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from fedembed.aggregate import divide_rows
+from fedembed.privacy import distributed
 from fedembed.privacy.accountant import Accountant
 from fedembed.privacy.ledger import RECORD, RECORD_DELTA, RECORD_EPSILON, USER, Ledger
 from fedembed.privacy.user_dp import CLIP_BIT, CentralGaussian
@@ -23,12 +24,18 @@ LEDGER_KEY, MECHANISM_KEY = "privacy", "user_dp"
 
 
 class PrivacySession:
-    def __init__(self, cfg, extra: dict[str, Any], rng: np.random.Generator | None = None) -> None:
+    def __init__(self, cfg, extra: dict[str, Any], rng: np.random.Generator | None = None,
+                 public_counts: np.ndarray | None = None) -> None:
+        """`public_counts`: the public vocabulary's counts, which `privacy.denominator = "public"` needs."""
         self.ledger = Ledger.from_dict(extra.get(LEDGER_KEY))
-        self.user = CentralGaussian.start(cfg, extra.get(MECHANISM_KEY), rng)
+        self.user = CentralGaussian.start(cfg, extra.get(MECHANISM_KEY), rng, public_counts)
+        self.distributed = bool(cfg.secagg.enabled)  # clients add the noise in shares (privacy/distributed.py)
+        self._spend: float | None = None             # z actually present this round (distributed), None = z
+        self._released = True                        # False when secure aggregation aborted the round
         if self.user is not None:
             p = self.user.params
-            self.ledger.open(USER, CentralGaussian.mechanism, p.delta, Accountant(p.accountant))
+            mechanism = distributed.MECHANISM if self.distributed else CentralGaussian.mechanism
+            self.ledger.open(USER, mechanism, p.delta, Accountant(p.accountant))
             if p.noise_multiplier == 0:
                 log.warning("privacy.user_level with noise_multiplier = 0: updates are clipped but not "
                             "noised, so ε is infinite")
@@ -72,11 +79,34 @@ class PrivacySession:
         self.user.adapt(self._bits)
         return deltas
 
+    def noise_share_std(self, calibrated_for: int) -> float:
+        """Distributed DP: the noise std each of `calibrated_for` clients adds before masking (else 0)."""
+        if self.user is None or not self.distributed:
+            return 0.0
+        return distributed.share_std(self.user.noise_std, calibrated_for)
+
+    def aggregate_presummed(self, sums: dict[str, np.ndarray], weights: dict[str, np.ndarray], survivors: int,
+                            calibrated_for: int) -> dict[str, np.ndarray]:
+        """Secure aggregation's sums, which already carry the `survivors` clients' noise shares."""
+        if self.user is None:
+            return divide_rows(sums, weights)
+        self._spend = distributed.effective_multiplier(self.user.params.noise_multiplier, survivors, calibrated_for)
+        deltas = distributed.noisy_mean(self.user, sums, weights, survivors, calibrated_for)
+        distributed.adapt(self.user, self._bits)   # the bit sum carries the clients' noise already
+        return deltas
+
+    def abort_round(self) -> None:
+        """Secure aggregation aborted the round: nothing was released, nothing is spent."""
+        self._released = False
+
     def end_round(self, rnd: int) -> dict[str, Any] | None:
         """Spend the round on the ledger; returns its entry for metrics.jsonl (None with privacy off)."""
-        if self.user is not None:
+        if self.user is not None and self._released:
             p = self.user.params
-            self.ledger.spend(USER, p.noise_multiplier, p.sample_rate, self.user.round_params())
+            z = p.noise_multiplier if self._spend is None else self._spend
+            extra = {} if self._spend is None else {"effective_noise_multiplier": z}
+            self.ledger.spend(USER, z, p.sample_rate, {**self.user.round_params(), **extra})
+        self._spend, self._released = None, True
         if self._record is not None:
             self.ledger.report(RECORD, self._record[0], self._record[1])
         self._bits, self._record = 0.0, None

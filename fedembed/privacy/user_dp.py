@@ -18,6 +18,12 @@ divided by its noisy weight, which is then ≥ min_weight·σ > 0, so the divisi
 error of a row ∝ (D + ‖Δ_row‖²/β²)(‖Δ‖²/n_rows + β²) is smallest near β = ‖Δ_row‖/D^¼,
 about 0.1 for word vectors of D = 100 with row updates of norm ≈ 0.3-1.
 
+With `privacy.denominator = "public"` the client sends no weights (zeros: the whole of C goes
+to the deltas) and the server divides row r by a data-independent m·max(s_r, min_share)
+from the public vocabulary counts (fedembed/privacy/public_rows.py) instead of the noisy
+weight sum: every row moves every round, by its noised delta sum over the expected number
+of clients that touch it. Same sensitivity C, same z, same ε.
+
 Adaptive clipping (Andrew et al. 2021, "Differentially Private Learning with Adaptive
 Clipping"): each client also sends b − ½, where b = 1 if its update's norm was ≤ C before
 clipping; the server adds N(0, σ_b²) to their sum (sensitivity ½), estimates the unclipped
@@ -40,6 +46,7 @@ import numpy as np
 from fedembed.aggregate import divide_rows
 from fedembed.errors import UpdateError
 from fedembed.privacy.params import UserLevel, resolve
+from fedembed.privacy.public_rows import public_denominator
 from fedembed.privacy.sampling import secret_rng
 from fedembed.updates import ClientUpdate
 
@@ -59,13 +66,15 @@ def update_norm(tables: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -
 
 @dataclass(frozen=True)
 class ClipUpdate:
-    """Client stage: scale the weights by β, then the whole (tables, weights) vector to norm ≤ C."""
+    """Client stage: scale the weights by β (or zero them), then the whole (tables, weights) vector to norm ≤ C."""
     clip: float
     weight_scale: float
     send_bit: bool = False
+    send_weights: bool = True      # False under the public denominator: the weights would only waste C
 
     def __call__(self, update: ClientUpdate) -> ClientUpdate:
-        weights = {k: (w * self.weight_scale).astype(np.float32) for k, w in update.weights.items()}
+        beta = self.weight_scale if self.send_weights else 0.0
+        weights = {k: (w * beta).astype(np.float32) for k, w in update.weights.items()}
         norm = update_norm(update.tables, weights)
         scale = 1.0 if norm <= self.clip else self.clip * (1.0 - _MARGIN) / norm
         update.tables = {k: (t * scale).astype(np.float32) for k, t in update.tables.items()}
@@ -78,26 +87,36 @@ class ClipUpdate:
 def client_stages(cfg) -> list[ClipUpdate]:
     """The client-side stages of user-level DP; `privacy.clip` is this round's C (the server sets it)."""
     p = cfg.privacy
-    return [ClipUpdate(p.clip, p.weight_scale, p.adaptive_clip)] if p.user_level else []
+    return [ClipUpdate(p.clip, p.weight_scale, p.adaptive_clip, p.denominator == "noisy")] if p.user_level else []
 
 
 class CentralGaussian:
     """Server side: check the clip, noise the sums, divide row-wise, adapt C."""
     mechanism = "gaussian"
 
-    def __init__(self, params: UserLevel, clip: float | None = None, rng: np.random.Generator | None = None):
+    def __init__(self, params: UserLevel, clip: float | None = None, rng: np.random.Generator | None = None,
+                 denominator: np.ndarray | None = None):
         self.params = params
         self.clip = float(clip if clip is not None else params.clip)
         self.rng = rng if rng is not None else secret_rng()
         self.last: dict[str, float] = {}
+        if params.denominator == "public" and denominator is None:
+            raise ValueError("privacy.denominator = \"public\" needs the public vocabulary counts")
+        self.denominator = denominator   # [V] row divisors under the public denominator, else None
 
     @classmethod
-    def start(cls, cfg, saved: dict[str, Any] | None = None,
-              rng: np.random.Generator | None = None) -> "CentralGaussian | None":
+    def start(cls, cfg, saved: dict[str, Any] | None = None, rng: np.random.Generator | None = None,
+              public_counts: np.ndarray | None = None) -> "CentralGaussian | None":
         """From the scenario, or from a checkpoint's state (same z and current C) on resume."""
         saved = saved or {}
         params = resolve(cfg, saved.get("noise_multiplier"))
-        return None if params is None else cls(params, saved.get("clip"), rng)
+        if params is None:
+            return None
+        denominator = None
+        if params.denominator == "public" and public_counts is not None:
+            denominator = public_denominator(public_counts, cfg.partition.num_clients, params.expected_clients,
+                                             params.min_share)
+        return cls(params, saved.get("clip"), rng, denominator)
 
     @property
     def noise_std(self) -> float:
@@ -120,7 +139,11 @@ class CentralGaussian:
                 for k, a in arrays.items()}
 
     def noisy_mean(self, sums: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Σ w⊙Δ + noise over (Σ β·w + noise)/β, row by row; rows below the threshold stay unchanged."""
+        """Σ w⊙Δ + noise over (Σ β·w + noise)/β, row by row; rows below the threshold stay unchanged.
+
+        Under the public denominator: (Σ Δ + noise) / d_r for every row (the weights are not read)."""
+        if self.denominator is not None:
+            return divide_rows(self.add_noise(sums), {k: self.denominator for k in sums})
         threshold = self.params.min_weight * self.noise_std
         kept = {k: np.where(w >= threshold, w, 0.0) / self.params.weight_scale
                 for k, w in self.add_noise(weights).items()}
@@ -143,7 +166,8 @@ class CentralGaussian:
         out: dict[str, float | str] = {"noise_multiplier": p.noise_multiplier, "sample_rate": p.sample_rate,
                                        "clip": self.last.get("clip", self.clip),
                                        "noise_std": self.last.get("noise_std", self.noise_std),
-                                       "weight_scale": p.weight_scale, "accountant": p.accountant}
+                                       "weight_scale": p.weight_scale, "accountant": p.accountant,
+                                       "denominator": p.denominator}
         if p.adaptive:
             out.update(update_noise_multiplier=p.update_noise_multiplier, bit_stddev=p.bit_stddev,
                        **{k: v for k, v in self.last.items() if k in ("unclipped_fraction", "next_clip")})

@@ -22,6 +22,17 @@ class ClientUpdate:
 Stage = Callable[[ClientUpdate], ClientUpdate]
 
 
+@dataclass(frozen=True)
+class ClientContext:
+    """Who the client is and what it trained from, for stages that depend on it (an adversary
+    attacks only from its own partition, and crafts its update from the global tables)."""
+    partition_id: int
+    round: int
+    global_tables: dict[str, np.ndarray]
+    counts: np.ndarray             # the public vocabulary counts sent with the round
+    shard_dir: str
+
+
 def delta(local: dict[str, np.ndarray], global_: dict[str, np.ndarray],
           weights: dict[str, np.ndarray]) -> ClientUpdate:
     """local − global, as float32."""
@@ -40,8 +51,11 @@ def run_pipeline(update: ClientUpdate, stages: list[Stage]) -> ClientUpdate:
     return update
 
 
-def stages_for(cfg) -> list[Stage]:
-    """The stages a scenario turns on (privacy and secure aggregation add theirs here)."""
+def stages_for(cfg, ctx: ClientContext | None = None) -> list[Stage]:
+    """The stages a scenario turns on (privacy and secure aggregation add theirs here). An
+    adversary's stage comes first: it crafts (Δ, weights), then the protocol's stages run on it."""
+    from fedembed.aggregate.robust import rule_stages
+    from fedembed.attacks.adversaries import stages as adversary_stages
     from fedembed.privacy.user_dp import client_stages  # imports this module: keep it lazy
 
-    return [weight_rows, *client_stages(cfg)]
+    return [*adversary_stages(cfg, ctx), weight_rows, *rule_stages(cfg), *client_stages(cfg)]

@@ -18,8 +18,10 @@ class Partitioner(Protocol):
 PARTITIONERS: Registry[type] = Registry("partitioner")
 
 
-def make(name: str, num_clients: int, seed: int) -> Partitioner:
-    return PARTITIONERS.get(name)(num_clients, seed)
+def make(name: str, num_clients: int, seed: int, cfg=None) -> Partitioner:
+    """`cfg` (the whole Config) reaches partitioners that read more keys (`takes_config = True`)."""
+    cls = PARTITIONERS.get(name)
+    return cls(num_clients, seed, cfg) if getattr(cls, "takes_config", False) else cls(num_clients, seed)
 
 
-from fedembed.data.partition import iid, natural  # noqa: E402,F401  (registration)
+from fedembed.data.partition import dirichlet, iid, natural, quantity, vocab_skew  # noqa: E402,F401  (registration)

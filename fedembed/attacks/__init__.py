@@ -1,0 +1,1 @@
+"""Attacks on the federation: privacy attacks (privacy/) and adversarial clients (adversaries/)."""

@@ -1,0 +1,182 @@
+"""`fedembed certs | node-keys | client | deploy`: the deployment subcommands (docs/DEPLOY.md).
+
+Kept apart from fedembed/cli.py, which only calls `add_subcommands`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from fedembed.errors import ConfigError
+
+
+def _certs(args: argparse.Namespace) -> int:
+    from fedembed.deploy import certs
+
+    files = certs.generate(Path(args.dir), args.host or [], days=args.days, overwrite=args.force)
+    print(f"CA certificate (give to every SuperNode and to flwr): {files.ca_cert}")
+    print(f"SuperLink certificate / key: {files.server_cert} / {files.server_key}  "
+          f"(valid for {', '.join(certs.hosts_of(files.server_cert))})")
+    print(f"CA key (keep it off the SuperLink machine): {files.ca_key}")
+    return 0
+
+
+def _node_keys(args: argparse.Namespace) -> int:
+    from fedembed.deploy import node_keys
+
+    for private, public in node_keys.generate(Path(args.dir), args.count, start=args.start, overwrite=args.force):
+        print(f"{private}  (private: stays on the node)  {public}  (register: flwr supernode register {public} ...)")
+    return 0
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--superlink expects HOST:PORT, got {value!r}")
+    return value
+
+
+def _client(args: argparse.Namespace) -> int:
+    """Run one SuperNode with our ClientApp in the foreground; its log is this command's output."""
+    from fedembed.deploy import edge
+    from fedembed.deploy.federation import supernode_argv
+    from fedembed.deploy.processes import flower_env, free_port
+    from fedembed.deploy.node_keys import load_private
+
+    superlink = _host_port(args.superlink)
+    data = Path(args.data).expanduser().resolve()
+    if not data.exists():
+        raise ConfigError(f"--data does not exist: {data}")
+    if args.num_partitions < 1 or not 0 <= args.partition_id < args.num_partitions:
+        raise ConfigError(f"--partition-id must be in [0, --num-partitions), got {args.partition_id} "
+                          f"of {args.num_partitions}")
+    if args.insecure and (args.root_certificates or args.auth_key):
+        raise ConfigError("--insecure cannot be combined with --root-certificates or --auth-key")
+    if not args.insecure and not args.root_certificates:
+        raise ConfigError("TLS is on by default: give --root-certificates CA.crt (or --insecure for a test)")
+    ca = Path(args.root_certificates).expanduser().resolve() if args.root_certificates else None
+    if ca is not None and not ca.is_file():
+        raise ConfigError(f"--root-certificates file does not exist: {ca}")
+    key = Path(args.auth_key).expanduser().resolve() if args.auth_key else None
+    if key is not None:
+        load_private(key)
+    cache = Path(args.cache).expanduser().resolve() if args.cache else edge.cache_root()
+    home = Path(args.flwr_home).expanduser().resolve() if args.flwr_home else cache / "flwr-home"
+    home.mkdir(parents=True, exist_ok=True)
+    node_config = {"partition-id": args.partition_id, "num-partitions": args.num_partitions, "data-path": str(data)}
+    argv = supernode_argv(superlink, ca, key, node_config, args.runtime_port or free_port(),
+                          max_retries=args.max_retries, max_wait_time=args.max_wait_time)
+    env = flower_env(home)
+    env[edge.CACHE_ENV] = str(cache)
+    if args.vocab:
+        vocab = Path(args.vocab).expanduser().resolve()
+        if not vocab.is_file():
+            raise ConfigError(f"--vocab file does not exist: {vocab}")
+        env[edge.VOCAB_ENV] = str(vocab)
+    print(f"fedembed client: partition {args.partition_id}/{args.num_partitions}, data {data}, "
+          f"SuperLink {args.superlink} ({'TLS' if ca else 'INSECURE'}, {'auth key ' + str(key) if key else 'no auth key'})",
+          flush=True)
+    proc = subprocess.Popen(argv, env=env)
+
+    def forward(signum, _frame) -> None:
+        proc.send_signal(signum)
+
+    old = signal.signal(signal.SIGTERM, forward)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(f"fedembed client: SuperNode exited with code {code}; its peak memory {peak / 1024:.1f} MB "
+          f"(each round's ClientApp reports its own above)", flush=True)
+    return code
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    """A whole local federation: SuperLink + N SuperNodes with TLS and auth, one `flwr run`, all stopped."""
+    from fedembed.deploy.federation import LocalFederation
+
+    run_config: dict[str, object] = {"out": str(Path(args.out).expanduser().resolve())}
+    if args.config:
+        scenario = Path(args.config).expanduser().resolve()
+        if not scenario.is_file():
+            raise ConfigError(f"--config file does not exist: {scenario}")
+        run_config["scenario"] = str(scenario)
+    if args.rounds is not None:
+        run_config["rounds"] = args.rounds
+    from fedembed import config as config_mod
+
+    clients = config_mod.load(run_config.get("scenario")).partition.num_clients
+    nodes = clients if args.nodes is None else args.nodes
+    if nodes != clients:
+        raise ConfigError(f"--nodes {nodes} differs from the scenario's partition.num_clients = {clients}: "
+                          f"the ServerApp waits for one SuperNode per client")
+    fed = LocalFederation(Path(args.workdir), nodes)
+    with fed:
+        fed.start()
+        print(f"SuperLink on {fed.address} (TLS, SuperNode auth); {nodes} SuperNodes online: "
+              f"{sorted(fed.node_ids.values())}", flush=True)
+        out = fed.run(run_config, timeout=args.timeout)
+        if not args.quiet:
+            print(out)
+    left = fed.stop()
+    if left:
+        print(f"fedembed deploy: processes still running: {left}", file=sys.stderr)
+    report = Path(run_config["out"]) / "report.json"
+    if report.is_file():
+        print(json.dumps(json.loads(report.read_text()).get("quality", {}), indent=2))
+    print(f"run directory: {run_config['out']}; logs: {fed.logs}")
+    return 0
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("certs", help="create a TLS CA and the SuperLink certificate (deployment)")
+    c.add_argument("dir", help="directory for ca.crt, ca.key, server.pem, server.key")
+    c.add_argument("--host", action="append", metavar="HOST",
+                   help="extra host name or IP the SuperLink is reached by (repeatable; 127.0.0.1 and localhost "
+                        "are always included)")
+    c.add_argument("--days", type=int, default=365, help="validity (default 365)")
+    c.add_argument("--force", action="store_true", help="replace existing files")
+    c.set_defaults(func=_certs)
+
+    k = sub.add_parser("node-keys", help="create SuperNode authentication key pairs (deployment)")
+    k.add_argument("dir", help="directory for node_<i> (private) and node_<i>.pub")
+    k.add_argument("count", type=int, help="number of key pairs")
+    k.add_argument("--start", type=int, default=0, help="index of the first node (default 0)")
+    k.add_argument("--force", action="store_true", help="replace existing files")
+    k.set_defaults(func=_node_keys)
+
+    e = sub.add_parser("client", help="run this device as a SuperNode with fedembed's ClientApp (deployment)")
+    e.add_argument("--data", required=True, help="this device's corpus (text file, directory, .jsonl) or shard dir")
+    e.add_argument("--superlink", required=True, metavar="HOST:PORT", help="the SuperLink's address")
+    e.add_argument("--root-certificates", metavar="CA", help="CA certificate that signed the SuperLink's")
+    e.add_argument("--auth-key", metavar="KEY", help="this node's private key (registered with the SuperLink)")
+    e.add_argument("--partition-id", type=int, default=0, help="this node's client id (default 0)")
+    e.add_argument("--num-partitions", type=int, default=1,
+                   help="number of clients in the federation (= the scenario's partition.num_clients)")
+    e.add_argument("--vocab", help="local copy of the public word list, if the scenario's vocab.source is a file")
+    e.add_argument("--cache", help="where the local shard and Flower's files go (default ~/.cache/fedembed/edge)")
+    e.add_argument("--flwr-home", help="FLWR_HOME for the SuperNode (default CACHE/flwr-home)")
+    e.add_argument("--runtime-port", type=int, help="local port of the SuperNode's Runtime API (default: a free one)")
+    e.add_argument("--max-retries", type=int, help="give up reconnecting after this many tries (default: never)")
+    e.add_argument("--max-wait-time", type=float, help="give up reconnecting after this many seconds (default: never)")
+    e.add_argument("--insecure", action="store_true", help="no TLS (tests only)")
+    e.set_defaults(func=_client)
+
+    d = sub.add_parser("deploy", help="run a local federation: SuperLink + N SuperNodes (TLS, auth), one flwr run")
+    d.add_argument("--nodes", type=int, help="SuperNodes (default and required: the scenario's partition.num_clients)")
+    d.add_argument("--workdir", required=True, help="certificates, keys, Flower state and logs go here")
+    d.add_argument("--config", help="scenario TOML (default: the built-in default scenario)")
+    d.add_argument("--out", default="runs/deploy", help="run directory (default runs/deploy)")
+    d.add_argument("--rounds", type=int, help="override federation.rounds")
+    d.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the run (default 3600)")
+    d.add_argument("--quiet", action="store_true", help="don't print the run's log")
+    d.set_defaults(func=_deploy)

@@ -1,0 +1,185 @@
+"""The server side of one secure round over Flower's Grid (`secagg.enabled`): SecAgg+ in stages.
+
+  (keys)   query.secagg_keys    only nodes whose channel key the server lacks (the first round)
+  share    train.secagg_share   neighbours' channel keys down; mask key + sealed shares up
+  mask     train.secagg_mask    the global tables, peers' mask keys, shares down; training
+                                happens here; the masked, quantized update up
+  unmask   train.secagg_unmask  who survived down; the shares needed to unmask up
+
+Three round trips a round (the plain path has one); the tables go down and the update comes
+up once each, as in the plain path. The server folds each masked vector into a running sum
+mod 2^w; it never holds an unmasked individual update. If the survivors are too few, or
+some secret cannot be reconstructed (too many dropouts), the round aborts: the global
+tables are left as they were, nothing is charged to the privacy ledger, metrics.jsonl gets
+the round with `"event": "secagg_abort"` and the reason, and the next round goes on.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from typing import Any
+
+from flwr.app import Message, RecordDict
+
+from fedembed.errors import FedembedError
+from fedembed.federation import wire
+from fedembed.privacy.distributed import share_std
+from fedembed.privacy.user_dp import CLIP_BIT
+from fedembed.secagg import messages as msg
+from fedembed.secagg.params import STAGES, for_round
+from fedembed.secagg.quantize import Layout
+from fedembed.secagg.server import KeyBook, SecAggAbort, ServerRound
+
+log = logging.getLogger(__name__)
+_BOOKS: "weakref.WeakKeyDictionary[Any, KeyBook]" = weakref.WeakKeyDictionary()
+
+
+def key_book(grid) -> KeyBook:
+    """The channel keys learnt from this grid's nodes (lives as long as the grid, i.e. the run)."""
+    try:
+        return _BOOKS.setdefault(grid, KeyBook())
+    except TypeError:           # a grid that cannot be weakly referenced: keys for this round only
+        return KeyBook()
+
+
+class _Exchange:
+    """Send one stage's messages, collect the answers; failures are dropouts of that stage."""
+
+    def __init__(self, grid, nodes: dict[int, int], rnd: int, timeout: float | None) -> None:
+        self.grid, self.nodes, self.rnd, self.timeout = grid, nodes, rnd, timeout
+        self.partition_of = {n: p for p, n in nodes.items()}
+        self.bytes_up = self.bytes_down = 0
+        self.failures: dict[str, dict[int, str]] = {s: {} for s in STAGES}   # stage → partition → reason
+        self.seconds: dict[str, float] = {}                                    # stage → wall time of its exchange
+
+    def __call__(self, stage: str, mtype: str, contents: dict[int, RecordDict]) -> dict[int, RecordDict]:
+        msgs = [Message(content=c, dst_node_id=self.nodes[p], message_type=mtype, group_id=f"{self.rnd}.{stage}")
+                for p, c in contents.items()]
+        self.bytes_down += sum(_size(c) for c in contents.values())
+        t0 = time.perf_counter()
+        out: dict[int, RecordDict] = {}
+        for reply in self.grid.send_and_receive(msgs, timeout=self.timeout) if msgs else []:
+            pid = self.partition_of.get(reply.metadata.src_node_id)
+            if pid is None or pid not in contents:
+                continue
+            if reply.has_error():
+                self.failures[stage][pid] = str(reply.error.reason)
+                continue
+            self.bytes_up += _size(reply.content)
+            out[pid] = reply.content
+        for p in set(contents) - set(out) - set(self.failures[stage]):
+            self.failures[stage][p] = "no answer in time"
+        self.seconds[stage] = time.perf_counter() - t0
+        return out
+
+    def accept(self, stage: str, pid: int, fold, content: RecordDict) -> bool:
+        """Fold one reply into the round; a malformed one counts as that client's dropout."""
+        try:
+            fold(pid, content)
+            return True
+        except (FedembedError, KeyError, ValueError, TypeError) as exc:
+            self.failures[stage][pid] = f"malformed reply: {exc}"
+            log.warning("round %d, stage %s: refused the reply of partition %d: %s", self.rnd, stage, pid, exc)
+            return False
+
+
+def _size(content: RecordDict) -> int:
+    """Bytes of arrays plus the byte strings of config records (keys, sealed shares)."""
+    n = wire.nbytes(content)
+    for rec in content.config_records.values():
+        for v in rec.values():
+            if isinstance(v, bytes):
+                n += len(v)
+            elif isinstance(v, list):
+                n += sum(len(x) if isinstance(x, bytes) else 8 for x in v)
+    return n
+
+
+def run_round(grid, cfg, state, rnd: int, clients: list[int], nodes: dict[int, int], train_content: RecordDict,
+              shapes: dict[str, tuple[int, ...]], privacy, copies, lr: float) -> dict[str, Any]:
+    """One secure round; applies the aggregate to `state.tables` unless it aborts."""
+    t0 = time.perf_counter()
+    s = cfg.secagg
+    drops = {st: getattr(s, f"drop_{st}") for st in STAGES}
+    book = key_book(grid)
+    ex = _Exchange(grid, nodes, rnd, cfg.federation.round_timeout or None)
+    base = {"round": rnd, "clients": len(clients), "lr": lr, "train_loss": 0.0, "examples": 0}
+    survivors: set[int] = set()
+    loss_sum = examples = 0.0
+    srv = None
+    try:
+        need = [p for p in clients if p not in book.channel]
+        for p, c in ex("keys", msg.KEYS, {p: msg.record(round=rnd, seed=cfg.seed, drop=drops["keys"])
+                                          for p in need}).items():
+            ex.accept("keys", p, book.learn, c)
+        pids = [p for p in clients if p in book.channel]
+        if len(pids) < s.min_clients:
+            raise SecAggAbort(f"round {rnd}: {len(pids)} client(s) have keys, fewer than "
+                              f"secagg.min_clients = {s.min_clients}")
+        params = for_round(cfg, len(pids), privacy.user.clip if privacy.user is not None else None)
+        adaptive = privacy.user is not None and privacy.user.params.adaptive   # clip bit summed securely
+        srv = ServerRound(pids, book, params, rnd, Layout(shapes, 1 if adaptive else 0), cfg.seed, drops)
+        for p, c in ex("share", msg.SHARE, {p: srv.share_content(p) for p in pids}).items():
+            ex.accept("share", p, srv.on_share, c)
+        for p, why in ex.failures["share"].items():
+            if "channel key" in why:            # the node lost or changed its key: ask again next round
+                book.channel.pop(p, None)
+        calibrated = len(srv.u1)
+        noise_std = privacy.noise_share_std(calibrated)
+        bit_std = share_std(privacy.user.params.bit_stddev, calibrated) if adaptive else 0.0
+        dither = privacy.user is not None and privacy.distributed
+        contents = {}
+        for p in sorted(srv.u1):
+            content = RecordDict(dict(copies.content_for(p, train_content).items()))
+            content[msg.SECAGG] = srv.mask_record(p, noise_std, dither, bit_std)
+            contents[p] = content
+        for p, c in ex("mask", msg.MASK, contents).items():
+            if not ex.accept("mask", p, lambda p_, c_: srv.add_masked(p_, msg.masked_of(c_)), c):
+                continue
+            m = {k: float(v) for k, v in c.metric_records[wire.METRICS].items()} \
+                if wire.METRICS in c.metric_records else {}
+            privacy.observe(m)
+            copies.observe(p, c)
+            loss_sum += m.get("loss", 0.0) * m.get("examples", 0.0)
+            examples += m.get("examples", 0.0)
+        del contents
+        srv.check_survivors()
+        for p, c in ex("unmask", msg.UNMASK, {p: srv.unmask_content(p) for p in sorted(srv.u2)}).items():
+            ex.accept("unmask", p, srv.on_unmask, c)
+        t_unmask = time.perf_counter()
+        total, dither_sum = srv.finish(dither)
+        ex.seconds["server_unmask"] = time.perf_counter() - t_unmask
+        survivors = set(srv.u2)
+    except SecAggAbort as exc:
+        log.warning("round %d: secure aggregation aborted, global state unchanged: %s", rnd, exc)
+        privacy.abort_round()
+        return {**base, **_stats(ex, srv, survivors), "event": "secagg_abort", "message": str(exc),
+                "clients_ok": 0, "seconds": time.perf_counter() - t0}
+    sums, weights, extra = srv.quantizer.decode_all(total, dither_sum)
+    if adaptive:
+        privacy.observe({CLIP_BIT: float(extra[0])})     # the noisy sum of the survivors' clip bits
+    deltas = privacy.aggregate_presummed(sums, weights, len(survivors), calibrated)
+    for k, d in deltas.items():
+        state.tables[k] += cfg.federation.server_lr * d
+    return {**base, **_stats(ex, srv, survivors), "clients_ok": len(survivors),
+            "train_loss": loss_sum / max(examples, 1.0), "examples": int(examples),
+            "seconds": time.perf_counter() - t0}
+
+
+def _stats(ex: _Exchange, srv: ServerRound | None, survivors: set[int]) -> dict[str, Any]:
+    failed = {st: len(f) for st, f in ex.failures.items()}
+    for st, fs in ex.failures.items():
+        for p, why in fs.items():
+            log.info("secure aggregation, stage %s: partition %d: %s", st, p, why)
+    late = sum(why == "no answer in time" for fs in ex.failures.values() for why in fs.values())
+    out: dict[str, Any] = {"failed": sum(failed.values()), "dropped": sum(failed.values()) - late,
+                           "timed_out": late, "rejected": 0, "bytes_up": ex.bytes_up,
+                           "bytes_down": ex.bytes_down,
+                           "secagg": {"dropped": failed, "survivors": len(survivors),
+                                      "seconds": {k: round(v, 4) for k, v in ex.seconds.items()}}}
+    if srv is not None:
+        p = srv.p
+        out["secagg"].update(ring_bits=p.ring, bits=p.bits, neighbours=p.degree, threshold=p.threshold,
+                             shared=len(srv.u1), masked=len(srv.u2))
+    return out

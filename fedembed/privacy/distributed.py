@@ -1,0 +1,82 @@
+"""User-level DP under secure aggregation: the clients add the Gaussian noise, in shares.
+
+With `secagg.enabled` and `privacy.user_level`, the server is not trusted with the noise:
+each of the m clients asked to mask in a round adds N(0, σ²/m) to every coordinate of its
+clipped update (tables and β-weights, ‖u‖₂ ≤ C) *before* quantization, σ = z·C. Then
+
+  * quantization is subtractively dithered (fedembed/secagg/quantize.py): client i sends
+    q_i = ⌊s·(u_i + n_i) + d_i⌋ with d_i ~ U[0,1)^d from a key the server learns after the
+    fact, and the server computes Σ q_i − Σ d_i + m'/2 = s·(Σ u_i + Σ n_i) + E, where E's
+    coordinates are sums of independent U(−½, ½] errors *independent of the data*
+    (Schuchman 1964). Adding data-independent noise is post-processing, so the released
+    sum is at least as private as Σ u_i + N(0, σ²·m'/m), m' the clients whose masked
+    vector arrived;
+  * the ring cannot wrap on the sum except with probability below 10^−30 per coordinate
+    (12 σ of headroom, fedembed/secagg/quantize.py) — folded into δ, it is negligible;
+  * no single party sees un-noised data: the server sees only masked vectors and their
+    noised sum; a client sees only its own update.
+
+So each round is a Gaussian mechanism of sensitivity C and noise multiplier
+z_eff = z·√(m'/m) — exactly z when nobody drops out after the noise was calibrated, less
+when someone does (their share of the noise is missing). The ledger is charged z_eff, the
+noise actually present, with the Poisson rate q as before. Caveats, stated plainly: the
+amplification by sampling assumes who took part is hidden from the adversary, which an
+honest-but-curious server that does the sampling knows (against the server itself the
+guarantee is that of q = 1); the budget check before a round previews it with the full z,
+so a round with dropouts spends what its own z_eff says, never less; and the clip is the
+client's own (the server cannot check a masked update's norm) — clients are trusted to run
+the protocol (semi-honest model).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MECHANISM = "distributed-gaussian"
+
+
+def share_std(noise_std: float, calibrated_for: int) -> float:
+    """σ_i = σ/√m: what each of the m clients adds, so that m shares sum to N(0, σ²)."""
+    return noise_std / math.sqrt(max(calibrated_for, 1))
+
+
+def effective_multiplier(z: float, survivors: int, calibrated_for: int) -> float:
+    """z_eff = z·√(m'/m): the noise multiplier of the sum that was actually released."""
+    return z * math.sqrt(survivors / max(calibrated_for, 1))
+
+
+class _Presummed:
+    """A view of a `CentralGaussian` whose noise is already in the sums: the same row-wise
+    division and thresholds (so it follows that class), no noise added by the server."""
+
+    def __init__(self, user, noise_std: float) -> None:
+        self.params, self.denominator, self.noise_std = user.params, getattr(user, "denominator", None), noise_std
+
+    def add_noise(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: np.asarray(a, dtype=np.float64) for k, a in arrays.items()}
+
+
+def noisy_mean(user, sums: dict[str, np.ndarray], weights: dict[str, np.ndarray], survivors: int,
+               calibrated_for: int) -> dict[str, np.ndarray]:
+    """The row-wise mean of sums that already carry the clients' noise (std σ·√(m'/m))."""
+    std = user.noise_std * math.sqrt(survivors / max(calibrated_for, 1))
+    return type(user).noisy_mean(_Presummed(user, std), sums, weights)
+
+
+class _NoNoise:
+    """Stands in for a generator whose normal draws are all 0: the noise is already in the sum."""
+
+    @staticmethod
+    def normal(loc: float = 0.0, scale: float = 1.0, size=None):
+        return loc if size is None else np.full(size, loc)
+
+
+def adapt(user, bit_sum: float) -> None:
+    """Adaptive clipping's step from a clip-bit sum that already carries the clients' noise
+    shares (std σ_b·√(m'/m)): `CentralGaussian.adapt`, without its own draw."""
+    rng, user.rng = user.rng, _NoNoise()
+    try:
+        user.adapt(bit_sum)
+    finally:
+        user.rng = rng

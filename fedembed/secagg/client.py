@@ -1,0 +1,187 @@
+"""The client's side of SecAgg+: one handler per stage, secrets kept in the node's `context.state`.
+
+Stage by stage (fedembed.secagg.messages names the records):
+  keys    make (once) the node's long-lived X25519 channel key pair; send the public half.
+  share   make this round's mask key pair s and self-mask seed b; Shamir-share both among the
+          node's holders (its neighbours and itself) with threshold t, each share pair sealed
+          for its holder; send the mask public key and the sealed shares.
+  mask    open the shares addressed to this node and keep them; train; clip, (noise share,)
+          quantize; add the self mask PRG(b) and, for every peer v that completed `share`,
+          ±PRG(X25519(s_u, s_v)) (+ if u < v); send only that vector.
+  unmask  for each peer the server says survived, its self-mask share; for each peer it says
+          dropped, its mask-key share — never both for one peer, and nothing if fewer than t
+          peers survived (the server could otherwise learn a lone update).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+from flwr.app import ConfigRecord, RecordDict
+
+from fedembed.errors import FedembedError
+from fedembed.privacy.user_dp import CLIP_BIT
+from fedembed.secagg import keys, messages as msg, shamir
+from fedembed.secagg.prg import Expander, derive_key
+from fedembed.secagg.quantize import Layout, Quantizer
+from fedembed.updates import ClientUpdate
+
+
+class SecAggClientError(FedembedError):
+    """This client cannot go on with the round (missing state, a server asking for too much)."""
+
+
+class Dropout(FedembedError):
+    """A simulated dropout (secagg.drop_<stage>): the client fails this stage on purpose."""
+
+
+def maybe_drop(c: ConfigRecord, stage: str, pid: int) -> None:
+    p = float(c.get("drop", 0.0))
+    if p > 0:
+        rnd = int(c.get("round", 0))
+        index = ("keys", "share", "mask", "unmask").index(stage)
+        if np.random.default_rng([int(c.get("seed", 0)), rnd, pid, index]).random() < p:
+            raise Dropout(f"client {pid} drops out at stage {stage!r} of round {rnd} (secagg.drop_{stage})")
+
+
+def self_mask_key(b: bytes, nonce: bytes) -> bytes:
+    return derive_key(b, b"self-mask", nonce)
+
+
+def dither_key(b: bytes, nonce: bytes) -> bytes:
+    return derive_key(b, b"dither", nonce)
+
+
+def pair_mask_key(s_private: bytes, peer_public: bytes, nonce: bytes) -> bytes:
+    return derive_key(keys.agree(s_private, peer_public), b"pair-mask", nonce)
+
+
+# ---- stage handlers: content in, content out; `state` is the node's context.state
+
+def on_keys(content: RecordDict, state: RecordDict, pid: int) -> RecordDict:
+    maybe_drop(msg.get(content), "keys", pid)
+    rec = state.config_records.get(msg.STATE_KEYS)
+    if rec is None:
+        rec = ConfigRecord({"c_sk": keys.new_private()})
+        state[msg.STATE_KEYS] = rec
+    return msg.record(c_pk=keys.public_of(bytes(rec["c_sk"])))
+
+
+def on_share(content: RecordDict, state: RecordDict, pid: int) -> RecordDict:
+    c = msg.get(content)
+    maybe_drop(c, "share", pid)
+    own = state.config_records.get(msg.STATE_KEYS)
+    if own is None:
+        raise SecAggClientError(f"client {pid} has no channel key (its state was lost); it sits this round out")
+    if bytes(c["c_pk"]) != keys.public_of(bytes(own["c_sk"])):
+        raise SecAggClientError(f"client {pid}: the server holds a stale channel key for it")
+    c_sk, nonce, t = bytes(own["c_sk"]), bytes(c["nonce"]), int(c["threshold"])
+    holders, holder_keys = msg.ints(c, "holders"), msg.blobs(c, "holder_keys")
+    s_sk, b = keys.new_private(), os.urandom(32)
+    xs = [h + 1 for h in [pid, *holders]]          # Shamir x-coordinate: partition id + 1
+    b_shares, s_shares = shamir.split(b, t, xs), shamir.split(s_sk, t, xs)
+    boxes = [keys.seal(c_sk, pk, nonce, pid, h, b_shares[h + 1] + s_shares[h + 1])
+             for h, pk in zip(holders, holder_keys)]
+    state[msg.STATE_ROUND] = ConfigRecord({
+        "round": int(c["round"]), "nonce": nonce, "threshold": t, "s_sk": s_sk, "b": b,
+        "holders": holders, "holder_keys": holder_keys,
+        "got_from": [pid], "got_b": [b_shares[pid + 1]], "got_s": [s_shares[pid + 1]]})
+    return msg.record(s_pk=keys.public_of(s_sk), to=holders, boxes=boxes)
+
+
+def round_state(state: RecordDict, rnd: int, pid: int) -> ConfigRecord:
+    st = state.config_records.get(msg.STATE_ROUND)
+    if st is None or int(st["round"]) != rnd:
+        raise SecAggClientError(f"client {pid} holds no secure-aggregation state for round {rnd}")
+    return st
+
+
+def open_shares(c: ConfigRecord, st: ConfigRecord, c_sk: bytes, pid: int) -> None:
+    """Open the sealed shares from peers that completed `share`; keep them for `unmask`."""
+    channel = dict(zip(msg.ints(st, "holders"), msg.blobs(st, "holder_keys")))
+    nonce = bytes(st["nonce"])
+    got_from, got_b, got_s = msg.ints(st, "got_from"), msg.blobs(st, "got_b"), msg.blobs(st, "got_s")
+    for sender, box in zip(msg.ints(c, "from"), msg.blobs(c, "boxes")):
+        if sender not in channel:
+            raise SecAggClientError(f"client {pid} got shares from {sender}, which is not its neighbour")
+        plain = keys.open_(c_sk, channel[sender], nonce, sender, pid, box)
+        got_from.append(sender)
+        got_b.append(plain[:shamir.SHARE_BYTES])
+        got_s.append(plain[shamir.SHARE_BYTES:])
+    st["got_from"], st["got_b"], st["got_s"] = got_from, got_b, got_s
+
+
+def quantizer(c: ConfigRecord, shapes: dict[str, tuple[int, ...]]) -> Quantizer:
+    return Quantizer(Layout(shapes, int(c.get("extra", 0))), int(c["bits"]), float(c["table_range"]),
+                     float(c["weight_range"]), int(c["ring"]), float(c.get("extra_range", 1.0)))
+
+
+def mask(x: np.ndarray, c: ConfigRecord, st: ConfigRecord, q: Quantizer, pid: int,
+         rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
+    """Clip, add the noise share, quantize and mask the flat update `x` (consumed).
+
+    Returns the masked vector and how many values were clipped to the range."""
+    nonce, b, s_sk = bytes(st["nonce"]), bytes(st["b"]), bytes(st["s_sk"])
+    rng = rng or np.random.default_rng()
+    clipped = q.clip(x)
+    std, bit_std, end = float(c.get("noise_std", 0.0)), float(c.get("bit_noise_std", 0.0)), q.layout.weight_end
+    if std > 0:
+        x[:end] += rng.normal(0.0, std, end)
+    if bit_std > 0 and end < x.size:
+        x[end:] += rng.normal(0.0, bit_std, x.size - end)
+    y = q.encode(x, dither_key(b, nonce) if bool(c.get("dither", False)) else None, rng)
+    ex = Expander()
+    ex.add(y, self_mask_key(b, nonce))
+    for peer, s_pk in zip(msg.ints(c, "peers"), msg.blobs(c, "peer_keys")):
+        ex.add(y, pair_mask_key(s_sk, s_pk, nonce), 1 if pid < peer else -1)
+    return y, clipped
+
+
+def on_unmask(content: RecordDict, state: RecordDict, pid: int) -> RecordDict:
+    c = msg.get(content)
+    maybe_drop(c, "unmask", pid)
+    st = round_state(state, int(c["round"]), pid)
+    survivors, dropped = set(msg.ints(c, "survivors")), set(msg.ints(c, "dropped"))
+    held = dict(zip(msg.ints(st, "got_from"), zip(msg.blobs(st, "got_b"), msg.blobs(st, "got_s"))))
+    if survivors & dropped:
+        raise SecAggClientError(f"client {pid}: the server calls {sorted(survivors & dropped)} both survived "
+                                f"and dropped; refusing to unmask")
+    unknown = (survivors | dropped) - set(held)
+    if unknown:
+        raise SecAggClientError(f"client {pid} holds no shares of {sorted(unknown)}")
+    t = int(st["threshold"])
+    if len(survivors) < t:
+        raise SecAggClientError(f"client {pid}: only {len(survivors)} of its peers survived, fewer than the "
+                                f"threshold {t}; refusing to unmask")
+    b_from = sorted(survivors)
+    s_from = sorted(dropped)
+    del state[msg.STATE_ROUND]       # one answer per round: a second request finds nothing
+    return msg.record(b_from=b_from, b_shares=[held[u][0] for u in b_from],
+                      s_from=s_from, s_shares=[held[u][1] for u in s_from])
+
+
+def on_mask(content: RecordDict, state: RecordDict, pid: int, train: Callable[[RecordDict], ClientUpdate],
+            rng: np.random.Generator | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    """Open the shares, train (`train` gives the update from this message), then quantize and mask.
+
+    Returns the masked vector and the reply's plain metrics."""
+    c = msg.get(content)
+    maybe_drop(c, "mask", pid)
+    st = round_state(state, int(c["round"]), pid)
+    own = state.config_records.get(msg.STATE_KEYS)
+    if own is None:
+        raise SecAggClientError(f"client {pid} lost its channel key during the round")
+    open_shares(c, st, bytes(own["c_sk"]), pid)
+    update = train(content)
+    q = quantizer(c, {k: v.shape for k, v in update.tables.items()})
+    metrics = dict(update.metrics)
+    extra = None
+    if q.layout.extra:           # adaptive clipping: the clip bit is summed under the masks, not sent
+        if CLIP_BIT not in metrics:
+            raise SecAggClientError(f"client {pid}: adaptive clipping is on but the update has no clip bit")
+        extra = np.array([metrics.pop(CLIP_BIT)])
+    y, clipped = mask(q.layout.flatten(update.tables, update.weights, extra), c, st, q, pid, rng)
+    if not bool(c.get("dither", False)):       # under DP only the noised sum may depend on the data
+        metrics["secagg_clipped"] = float(clipped)
+    return y, metrics

@@ -1,0 +1,52 @@
+"""What the secure round's messages carry: record names, message types, (de)serialisation.
+
+Four message types, each answered by a handler in fedembed.secagg.client:
+  query.secagg_keys     down: —                          up: the node's channel public key (once per node)
+  train.secagg_share    down: neighbours' channel keys   up: the round's mask public key, encrypted shares
+  train.secagg_mask     down: the train content, peers' mask keys, shares for this node
+                        up: the masked, quantized update (uint32/uint64) and the plain metrics
+  train.secagg_unmask   down: which peers survived        up: self-mask shares of survivors,
+                                                              mask-key shares of the dropped
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
+SECAGG = "secagg"
+MASKED = "masked"
+KEYS, SHARE, MASK, UNMASK = "query.secagg_keys", "train.secagg_share", "train.secagg_mask", "train.secagg_unmask"
+STATE_KEYS, STATE_ROUND = "secagg_keys", "secagg_round"   # records in the node's context.state
+
+
+def record(**values: Any) -> RecordDict:
+    return RecordDict({SECAGG: ConfigRecord(values)})
+
+
+def get(content: RecordDict) -> ConfigRecord:
+    if SECAGG not in content.config_records:
+        from fedembed.errors import UpdateError
+        raise UpdateError(f"message has no {SECAGG!r} record")
+    return content.config_records[SECAGG]
+
+
+def ints(c: ConfigRecord, key: str) -> list[int]:
+    return [int(x) for x in c.get(key, [])]
+
+
+def blobs(c: ConfigRecord, key: str) -> list[bytes]:
+    return [bytes(x) for x in c.get(key, [])]
+
+
+def with_masked(content: RecordDict, masked: np.ndarray) -> RecordDict:
+    content[MASKED] = ArrayRecord({MASKED: Array(masked)})
+    return content
+
+
+def masked_of(content: RecordDict) -> np.ndarray:
+    if MASKED not in content.array_records:
+        from fedembed.errors import UpdateError
+        raise UpdateError(f"reply has no {MASKED!r} record")
+    return content.array_records[MASKED][MASKED].numpy()

@@ -1,0 +1,120 @@
+"""`[secagg]`'s numbers resolved for a round — and refused, before anything runs, when wrong.
+
+Auto values (0 in the scenario): with user-level DP every coordinate of a clipped update is
+within ±C, so the ranges are C and 20 bits are plenty (the step C/2^19 is far below the DP
+noise). Without DP and with presence weights, the tables are plain deltas (clipped to ±64;
+a row's delta over a round stays far below that) and the weights 0 or 1, so a 32-bit ring
+holds them at up to 24 bits (a step of 64/2^23 ≈ 8·10^−6). With count weights (the default)
+the updates are row-count-weighted deltas whose large rows reach 10^4 on a 10-client default
+corpus while a rare row's is ~10^−2, so the ranges are 2^20 and 40 bits (a step of 2^−19 ≈
+2·10^−6): a 64-bit ring, twice the bytes of the 32-bit one.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fedembed.errors import ConfigError
+from fedembed.secagg import graph
+from fedembed.secagg.quantize import ring_bits
+
+STAGES = ("keys", "share", "mask", "unmask")   # where a test client may be told to drop out
+
+
+@dataclass(frozen=True)
+class RoundParams:
+    bits: int
+    table_range: float
+    weight_range: float
+    ring: int
+    degree: int          # k: neighbours per client
+    threshold: int       # t: shares needed to reconstruct a client's secret (holders = neighbours + itself)
+    min_clients: int
+
+
+def _bounded_weights(cfg) -> bool:
+    """Presence weights (0/1 per row): the tables are plain deltas and the weights at most 1."""
+    return cfg.federation.aggregate == "rowwise" and cfg.federation.row_weight == "presence"
+
+
+def bits(cfg) -> int:
+    s = cfg.secagg
+    if s.bits:
+        return s.bits
+    if cfg.privacy.user_level:
+        return 20
+    if _bounded_weights(cfg):   # as many as a 32-bit ring holds for the federation, at most 24
+        return max(8, min(24, 31 - math.ceil(math.log2(cfg.partition.num_clients + 1))))
+    return 40
+
+
+def ranges(cfg, clip: float | None = None) -> tuple[float, float]:
+    s = cfg.secagg
+    if cfg.privacy.user_level:
+        default = (clip if clip is not None else cfg.privacy.clip,) * 2
+    elif _bounded_weights(cfg):
+        default = (64.0, 1.0)
+    else:
+        default = (2.0 ** 20, 2.0 ** 20)
+    return s.clip_range or default[0], s.weight_range or default[1]
+
+
+def noise_levels(cfg, clip: float | None = None) -> float:
+    """The largest std of the summed DP noise, in quantization levels (for the ring's headroom)."""
+    if not cfg.privacy.user_level:
+        return 0.0
+    z = cfg.privacy.noise_multiplier or (cfg.privacy.target_epsilon and 50.0) or 0.0  # target ε: assume z ≤ 50
+    c = clip if clip is not None else cfg.privacy.clip
+    levels = 2 ** (bits(cfg) - 1) - 1
+    bit_sd = 0.0
+    if cfg.privacy.adaptive_clip:   # the clip bit's noise, in the ±1 range of the extra value
+        from fedembed.privacy.params import sample_rate
+
+        bit_sd = cfg.privacy.clip_count_stddev or sample_rate(cfg) * cfg.partition.num_clients / 20.0
+    return max(z * c * levels / min(ranges(cfg, clip)), bit_sd * levels)
+
+
+def degree(cfg, n: int) -> int:
+    k = cfg.secagg.neighbours or graph.auto_degree(n)
+    return max(0, min(k + (k % 2), n - 1))
+
+
+def threshold(cfg, k: int) -> int:
+    return max(1, math.ceil(cfg.secagg.threshold * (k + 1)))
+
+
+def for_round(cfg, n: int, clip: float | None = None) -> RoundParams:
+    k = degree(cfg, n)
+    b = bits(cfg)
+    ring = ring_bits(b, max(n, 1), noise_levels(cfg, clip))
+    if ring is None:
+        raise ConfigError(f"secagg.bits = {b} with {n} clients does not fit a 64-bit ring; lower secagg.bits")
+    t_range, w_range = ranges(cfg, clip)
+    return RoundParams(b, t_range, w_range, ring, k, threshold(cfg, k), cfg.secagg.min_clients)
+
+
+def check(cfg) -> None:
+    """Cross-field checks of [secagg] (cheap: runs in config.validate, on every client too)."""
+    s = cfg.secagg
+    if not s.enabled:
+        return
+    if not 2 <= bits(cfg) <= 62:
+        raise ConfigError(f"secagg.bits must be between 2 and 62, got {s.bits}")
+    if not 0.5 < s.threshold <= 1.0:
+        raise ConfigError(f"secagg.threshold must be in (0.5, 1] (a fraction of each client's share holders; "
+                          f"at most half would let a server that lies about dropouts unmask a client), "
+                          f"got {s.threshold}")
+    for key in ("clip_range", "weight_range"):
+        if getattr(s, key) < 0:
+            raise ConfigError(f"secagg.{key} must be >= 0 (0 = auto), got {getattr(s, key)}")
+    if s.neighbours < 0 or s.neighbours % 2:
+        raise ConfigError(f"secagg.neighbours must be an even number >= 0 (0 = auto), got {s.neighbours}")
+    if s.min_clients < 1:
+        raise ConfigError(f"secagg.min_clients must be >= 1, got {s.min_clients}")
+    for stage in STAGES:
+        p = getattr(s, f"drop_{stage}")
+        if not 0.0 <= p <= 1.0:
+            raise ConfigError(f"secagg.drop_{stage} must be a probability in [0, 1], got {p}")
+    if ring_bits(bits(cfg), cfg.partition.num_clients, noise_levels(cfg)) is None:
+        raise ConfigError(f"secagg.bits = {bits(cfg)} with {cfg.partition.num_clients} clients overflows a "
+                          f"64-bit ring; lower secagg.bits")

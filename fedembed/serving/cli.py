@@ -1,0 +1,73 @@
+"""`fedembed serve RUN_DIR`: the subcommand, kept here so fedembed/cli.py only registers it."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_serve_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    s = sub.add_parser("serve", help="serve a trained run's vectors over gRPC (EmbeddingService + health)")
+    s.add_argument("run_dir", help="run directory (embeddings.bin/.txt + report.json) or a vectors file")
+    s.add_argument("--port", type=int, required=True, help="TCP port; 0 picks a free one (printed)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    s.add_argument("--tls-cert", help="PEM certificate chain; with --tls-key serves TLS only")
+    s.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    s.add_argument("--tls-client-ca", help="PEM CA that client certificates must chain to (mutual TLS)")
+    s.add_argument("--max-batch", type=int, default=1024, help="most words / pairs / k per request (default 1024)")
+    s.add_argument("--max-message-mb", type=float, default=4.0, help="largest request or response in MiB (default 4)")
+    s.add_argument("--workers", type=int, default=4, help="server threads (default 4)")
+    s.add_argument("--blas-threads", type=int, default=1,
+                   help="BLAS threads per query (default 1: concurrent queries each spinning up several "
+                        "BLAS threads contend for the cores; see docs/BENCHMARKS.md, Serving)")
+    s.set_defaults(func=serve_command)
+
+
+def _limit_blas_threads(n: int) -> None:
+    """OpenBLAS/OpenMP read their thread count when numpy loads, so set it before that; once
+    numpy is loaded (serve called in-process) the environment is left alone."""
+    if "numpy" in sys.modules:
+        log.warning("numpy is already loaded; --blas-threads %d does not take effect", n)
+        return
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    from fedembed.errors import FedembedError
+
+    if args.blas_threads < 1:
+        raise FedembedError(f"--blas-threads must be at least 1, got {args.blas_threads}")
+    _limit_blas_threads(args.blas_threads)
+    from fedembed.serving.model import load_model
+    from fedembed.serving.server import EmbeddingServer, Limits, Tls
+
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise FedembedError("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise FedembedError("--tls-client-ca needs --tls-cert and --tls-key")
+    if not 0 <= args.port <= 65535:
+        raise FedembedError(f"--port must be 0..65535, got {args.port}")
+    if args.workers < 1:
+        raise FedembedError(f"--workers must be at least 1, got {args.workers}")
+    limits = Limits(args.max_batch, int(args.max_message_mb * 1024 * 1024))
+    tls = Tls(Path(args.tls_cert), Path(args.tls_key),
+              Path(args.tls_client_ca) if args.tls_client_ca else None) if args.tls_cert else None
+    model = load_model(args.run_dir)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server = EmbeddingServer(model, args.host, args.port, limits, tls, args.workers)
+    print(f"serving {model.source} ({len(model.index)} words x {model.index.dim}, {model.privacy.guarantee}) "
+          f"on {server.address}{' with TLS' if tls else ''}", flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.stop(grace=2.0)
+    print("stopped", flush=True)
+    return 0

@@ -1,0 +1,115 @@
+"""What a server serves: one run's vectors in an index, plus the facts `Info` reports.
+
+Reads the run directory's exported vectors (embeddings.bin, else embeddings.txt) and its
+report.json, not the training checkpoint, so serving needs no model code and a run can be
+served as soon as it has been exported. A bare word2vec/.npy file can be served too.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fedembed.errors import FedembedError
+from fedembed.serving.index import ExactIndex
+
+VECTOR_FILES = ("embeddings.bin", "embeddings.txt")
+
+
+@dataclass(frozen=True)
+class PrivacyInfo:
+    is_private: bool
+    epsilon: float | None
+    delta: float | None
+    unit: str
+    mechanism: str
+    guarantee: str
+
+    @classmethod
+    def from_report(cls, report: dict[str, Any] | None) -> "PrivacyInfo":
+        """report.json's `privacy` section; a run with no finite ε is reported as not private."""
+        if report is None:
+            return cls(False, None, None, "", "none", "unknown (no report.json)")
+        p = report.get("privacy") or {}
+        eps, delta = p.get("epsilon"), p.get("delta")
+        mech, unit = str(p.get("mechanism") or "none"), str(p.get("unit") or "")
+        if mech == "none":
+            return cls(False, None, None, "", "none", "not private")
+        if eps is None or not math.isfinite(float(eps)):
+            return cls(False, None, _float(delta), unit, mech, f"not private (epsilon is unbounded; {mech})")
+        text = f"(epsilon={float(eps):.6g}, delta={float(delta):.3g})-DP" if delta is not None \
+            else f"epsilon={float(eps):.6g}-DP"
+        return cls(True, float(eps), _float(delta), unit, mech, f"{text}{f' at {unit} level' if unit else ''} ({mech})")
+
+
+def _float(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+@dataclass
+class ServedModel:
+    index: ExactIndex
+    model: str = "unknown"
+    run_name: str = ""
+    rounds: int = 0
+    privacy: PrivacyInfo = field(default_factory=lambda: PrivacyInfo.from_report(None))
+    source: Path | None = None
+
+    @property
+    def oov_vectors(self) -> bool:
+        """True when unseen words get vectors (a subword family's index has `oov`)."""
+        return self.index.oov is not None
+
+
+def load_model(path: str | Path) -> ServedModel:
+    """A run directory (exported vectors + report.json) or one vectors file."""
+    from fedembed.export import load_vectors
+
+    path = Path(path)
+    if path.is_file():
+        vec_file, run_dir = path, None
+    elif path.is_dir():
+        found = [path / f for f in VECTOR_FILES if (path / f).is_file()]
+        if not found:
+            raise FedembedError(f"{path} has no exported vectors ({' or '.join(VECTOR_FILES)}); "
+                                f"run `fedembed export {path} {path / 'embeddings.bin'} --format word2vec-binary`")
+        vec_file, run_dir = found[0], path
+    else:
+        raise FedembedError(f"no run directory or vectors file at {path}")
+    try:
+        kv = load_vectors(vec_file)
+    except (ValueError, UnicodeDecodeError, EOFError, OSError) as exc:
+        raise FedembedError(f"cannot read vectors from {vec_file}: {exc}") from exc
+    try:
+        index = ExactIndex(list(kv.index_to_key), kv.vectors)
+    except ValueError as exc:
+        raise FedembedError(f"cannot serve {vec_file}: {exc}") from exc
+    served = ServedModel(index, source=vec_file)
+    if run_dir is None:
+        return served
+    report = _read_json(run_dir / "report.json")
+    run = (report or {}).get("run", {})
+    served.privacy = PrivacyInfo.from_report(report)
+    served.model = str(run.get("family") or _config_family(run_dir) or "unknown")
+    served.run_name = str(run.get("name") or run_dir.name)
+    served.rounds = int(run.get("rounds") or 0)
+    return served
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FedembedError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def _config_family(run_dir: Path) -> str | None:
+    try:
+        return tomllib.loads((run_dir / "config.toml").read_text(encoding="utf-8")).get("model", {}).get("family")
+    except (OSError, tomllib.TOMLDecodeError):
+        return None

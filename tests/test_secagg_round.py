@@ -1,0 +1,144 @@
+"""The server loop with secure aggregation on an in-process grid (no Ray): the same tables as
+plain aggregation up to quantization, masked uploads only, dropouts, clean aborts, and the
+distributed-DP ledger."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import secagg_sim as S
+from fedembed import checkpoint, config as config_mod, metrics, models
+from fedembed.errors import ConfigError
+from fedembed.federation import server
+from fedembed.secagg import messages as msg
+
+
+@pytest.fixture(autouse=True)
+def _task_identity(monkeypatch):
+    """Flower's Message needs the process's run identity, which a real runtime sets."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
+    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+
+
+def _run(write_scenario, out, grid, name="s.toml", **sections):
+    cfg = config_mod.load(write_scenario(name, **sections))
+    server.run(grid, cfg, out, progress=False)
+    return cfg, metrics.read(out)
+
+
+def test_secure_run_gives_the_plain_runs_tables_up_to_quantization(tmp_path, write_scenario):
+    grid = S.SecureGrid(3)
+    _, rows = _run(write_scenario, tmp_path / "secure", grid, secagg={"enabled": True})
+    _run(write_scenario, tmp_path / "plain", S.SecureGrid(3), "p.toml", secagg={"enabled": False})
+    a, b = checkpoint.load(tmp_path / "secure").tables, checkpoint.load(tmp_path / "plain").tables
+    for name in a:  # 40-bit quantization of ranges ±2^20: a step of 2^−19 per client and value
+        np.testing.assert_allclose(a[name], b[name], atol=1e-5, rtol=0)
+    assert [r["clients_ok"] for r in rows] == [3, 3]
+    assert rows[0]["secagg"]["survivors"] == 3 and rows[0]["secagg"]["ring_bits"] == 64
+    # three stages a round, plus the channel keys once
+    assert grid.calls[msg.KEYS] == 3 and grid.calls[msg.SHARE] == grid.calls[msg.MASK] == 6
+    # what the server received from clients in the mask stage: a masked vector and plain metrics only
+    for mtype, content in grid.seen:
+        if mtype == msg.MASK:
+            assert set(content.array_records) == {msg.MASKED}
+
+
+def test_a_round_beyond_the_threshold_aborts_cleanly_and_the_next_goes_on(tmp_path, write_scenario):
+    # round 1: two of three clients fail to unmask, so no secret can be rebuilt; round 2 is whole
+    grid = S.SecureGrid(3, fail={(1, msg.UNMASK): {0, 1}})
+    cfg, rows = _run(write_scenario, tmp_path / "run", grid, secagg={"enabled": True},
+                     federation={"rounds": 2})
+    assert rows[0]["event"] == "secagg_abort" and "needed" in rows[0]["message"]
+    assert rows[0]["clients_ok"] == 0 and rows[0]["secagg"]["dropped"]["unmask"] == 2
+    assert rows[1]["clients_ok"] == 3 and "event" not in rows[1]
+
+    grid1 = S.SecureGrid(3, fail={(1, msg.UNMASK): {0, 1}})
+    cfg1 = config_mod.load(write_scenario("one.toml", secagg={"enabled": True}, federation={"rounds": 1}))
+    server.run(grid1, cfg1, tmp_path / "one", progress=False)
+    init = models.make(cfg1).init_tables(len(checkpoint.load(tmp_path / "one").tables["in_vectors"]), cfg1.seed)
+    for name, table in checkpoint.load(tmp_path / "one").tables.items():
+        np.testing.assert_array_equal(table, init[name])      # global state unchanged
+
+
+def test_dropouts_at_every_stage_within_the_threshold_are_survived(tmp_path, write_scenario):
+    fail = {(1, msg.SHARE): {0}, (2, msg.MASK): {1}, (3, msg.UNMASK): {2}}
+    _, rows = _run(write_scenario, tmp_path / "run", S.SecureGrid(5, fail=fail),
+                   partition={"num_clients": 5}, secagg={"enabled": True}, federation={"rounds": 3})
+    assert [r.get("event") for r in rows] == [None] * 3
+    assert [r["clients_ok"] for r in rows] == [4, 4, 5]
+    assert rows[0]["secagg"]["dropped"]["share"] == 1 and rows[1]["secagg"]["dropped"]["mask"] == 1
+    assert rows[2]["secagg"]["dropped"]["unmask"] == 1
+
+
+def test_seeded_stage_dropouts_from_the_scenario(tmp_path, write_scenario):
+    _, rows = _run(write_scenario, tmp_path / "run", S.SecureGrid(6), partition={"num_clients": 6},
+                   secagg={"enabled": True, "drop_share": 0.2, "drop_mask": 0.2, "threshold": 0.51},
+                   federation={"rounds": 3})
+    dropped = sum(r["secagg"]["dropped"]["share"] + r["secagg"]["dropped"]["mask"] for r in rows)
+    assert dropped > 0
+    assert all(r.get("event") == "secagg_abort" or r["clients_ok"] == 6 - r["failed"] for r in rows)
+
+
+def test_distributed_dp_charges_the_noise_actually_present(tmp_path, write_scenario):
+    # round 1: one of four drops after the noise was calibrated for four; round 2 aborts; round 3 is whole
+    grid = S.SecureGrid(4, fail={(1, msg.MASK): {3}, (2, msg.UNMASK): {0, 1, 2}})
+    _, rows = _run(write_scenario, tmp_path / "run", grid, partition={"num_clients": 4},
+                   secagg={"enabled": True},
+                   privacy={"user_level": True, "noise_multiplier": 2.0, "clip": 1.0},
+                   federation={"rounds": 3, "row_weight": "presence"})
+    r1, r2, r3 = (r["privacy"]["units"]["user"] for r in rows)
+    assert r1["mechanism"] == "distributed-gaussian"
+    assert r1["params"]["effective_noise_multiplier"] == pytest.approx(2.0 * np.sqrt(3 / 4))
+    assert rows[1]["event"] == "secagg_abort" and r2["params"] == {} and r2["epsilon"] == r1["epsilon"]
+    assert r3["params"]["effective_noise_multiplier"] == pytest.approx(2.0)
+    assert rows[0]["secagg"]["ring_bits"] == 32 and rows[0]["secagg"]["bits"] == 20
+    assert r3["epsilon"] > r1["epsilon"] > 0
+    assert checkpoint.load(tmp_path / "run").extra["privacy"]["units"]["user"]["rounds"] == 2
+    # the clients added the noise: the masked stage told each its share σ·C/√m
+    for mtype, content in grid.seen:
+        assert mtype != msg.MASK or set(content.array_records) == {msg.MASKED}
+
+
+@pytest.mark.parametrize("over, match", [
+    ({"threshold": 0.5}, "threshold"),
+    ({"neighbours": 3}, "even"),
+    ({"bits": 63}, "bits"),
+    ({"drop_mask": 1.5}, "drop_mask"),
+])
+def test_bad_secagg_settings_are_refused(over, match):
+    with pytest.raises(ConfigError, match=match):
+        config_mod.load(None, {"secagg.enabled": True, **{f"secagg.{k}": v for k, v in over.items()}})
+
+
+def test_adaptive_clipping_sums_the_clip_bits_under_the_masks(tmp_path, write_scenario):
+    from fedembed.privacy.user_dp import CLIP_BIT
+
+    grid = S.SecureGrid(4)
+    _, rows = _run(write_scenario, tmp_path / "run", grid, partition={"num_clients": 4}, secagg={"enabled": True},
+                   privacy={"user_level": True, "noise_multiplier": 1.0, "clip": 1.0, "adaptive_clip": True,
+                            "clip_count_stddev": 2.0},
+                   federation={"rounds": 2, "row_weight": "presence"})
+    p1, p2 = (r["privacy"]["units"]["user"]["params"] for r in rows)
+    assert p1["clip"] == 1.0 and p2["clip"] == p1["next_clip"] != 1.0   # C moved, from the noisy bit sum
+    for mtype, content in grid.seen:                                    # no clip bit in the clear
+        if mtype == msg.MASK:
+            assert CLIP_BIT not in content.metric_records["metrics"]
+
+
+@pytest.mark.parametrize("over, ring, bits", [
+    ({}, 64, 40),                                                          # count weights: wide range
+    ({"federation.row_weight": "presence"}, 32, 24),                       # deltas ±64, weights 0/1
+    ({"federation.row_weight": "presence", "partition.num_clients": 1000}, 32, 21),
+    ({"federation.row_weight": "presence", "privacy.user_level": True, "privacy.noise_multiplier": 1.0}, 32, 20),
+])
+def test_auto_quantization_fits_the_narrowest_ring_that_cannot_wrap(over, ring, bits):
+    from fedembed.secagg.params import for_round
+    from fedembed.secagg.quantize import levels
+
+    cfg = config_mod.load(None, {"secagg.enabled": True, **over})
+    p = for_round(cfg, cfg.partition.num_clients)
+    assert (p.ring, p.bits) == (ring, bits)
+    assert cfg.partition.num_clients * (levels(p.bits) + 1) < 2 ** (p.ring - 1)

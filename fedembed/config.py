@@ -325,17 +325,31 @@ def from_dict(values: dict[str, Any]) -> Config:
     return validate(_build(Config, values, ""))
 
 
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A TOML file's tables, or a ConfigError naming the file (missing, not UTF-8, not TOML)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} does not exist: {p}")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
+
+
+def flatten(tables: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys ({"federation": {"rounds": 3}} → {"federation.rounds": 3})."""
+    flat: dict[str, Any] = {}
+    for k, v in tables.items():
+        if isinstance(v, dict):
+            flat.update(flatten(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
 def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """Defaults, then the scenario file, then dotted-key overrides ("federation.rounds": 3)."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file does not exist: {p}")
-        try:
-            values = tomllib.loads(p.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
+    values: dict[str, Any] = read_toml(path) if path is not None else {}
     for dotted, value in (overrides or {}).items():
         *sections, key = dotted.split(".")
         node = values

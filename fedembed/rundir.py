@@ -41,7 +41,7 @@ def open_run_dir(out: Path, scenario: str | Path | config_mod.Config | None, ove
         return saved, out
     cfg = scenario if isinstance(scenario, config_mod.Config) else config_mod.load(scenario, overrides)
     if isinstance(scenario, config_mod.Config) and overrides:
-        cfg = config_mod.load(None, {**_flatten(cfg.to_dict()), **overrides})
+        cfg = config_mod.load(None, {**config_mod.flatten(cfg.to_dict()), **overrides})
     if (out / CONFIG).exists() or checkpoint.exists(out):
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -49,16 +49,6 @@ def open_run_dir(out: Path, scenario: str | Path | config_mod.Config | None, ove
     return cfg, out
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            flat.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            flat[f"{prefix}{k}"] = v
-    return flat
-
-
 def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    fa, fb = _flatten(a), _flatten(b)
+    fa, fb = config_mod.flatten(a), config_mod.flatten(b)
     return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))

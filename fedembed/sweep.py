@@ -22,7 +22,6 @@ import itertools
 import json
 import logging
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,16 +53,6 @@ class Sweep:
     points: list[Point]
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _fmt(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
@@ -78,12 +67,7 @@ def _point_names(keys: list[str], combos: list[tuple[Any, ...]]) -> list[str]:
 def load(path: str | Path) -> Sweep:
     """Parse and validate a sweep file and every point's scenario; nothing runs."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file does not exist: {path}")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    raw = config_mod.read_toml(path, "sweep file")
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
         raise ConfigError(f"{path}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
@@ -98,8 +82,8 @@ def load(path: str | Path) -> Sweep:
     for section in ("set", "grid"):
         if not isinstance(raw.get(section, {}), dict):
             raise ConfigError(f"{path}: [{section}] must be a table of scenario keys")
-    fixed = _flatten(raw.get("set", {}))
-    grid = _flatten(raw.get("grid", {}))
+    fixed = config_mod.flatten(raw.get("set", {}))
+    grid = config_mod.flatten(raw.get("grid", {}))
     if not 1 <= len(grid) <= 2:
         raise ConfigError(f"{path}: [grid] must name one or two keys, it names {len(grid)}")
     for key, vals in grid.items():

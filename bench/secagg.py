@@ -15,7 +15,8 @@ the cipher's own speed, and bytes per client — each comparison measured in the
 
     python bench/secagg.py                          # all three, n = 10 50 100 (~15 min on 2 cores)
     python bench/secagg.py --skip-rounds            # 1 and 2 only (~1 min)
-    python bench/secagg.py --both federation.row_weight=presence   # 32-bit ring (default: count, 64-bit)
+    python bench/secagg.py --both federation.row_weight=presence   # presence weights (default: counts capped at 255; both a 32-bit ring)
+    python bench/secagg.py --both federation.max_row_weight=0      # uncapped counts: 40-bit values, a 64-bit ring
 """
 from __future__ import annotations
 

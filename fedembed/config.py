@@ -69,6 +69,8 @@ class FederationConfig:
     clients_per_round: int = 0     # 0 = all clients every round
     aggregate: str = "rowwise"     # rowwise | fedavg | median | trimmed_mean | krum | multi_krum | norm_bound
     row_weight: str = "count"      # count | presence (rowwise only)
+    max_row_weight: float = 255.0  # count weights capped per client and row (0 = no cap): bounds what
+                                   # one client adds to a row, and lets SecAgg+ use a 32-bit ring
     server_lr: float = 1.0         # global += server_lr * aggregate (FedOpt's server step)
     round_timeout: float = 0.0     # seconds; 0 = wait for every sampled client
     max_update_mb: float = 1024.0  # larger replies are refused
@@ -231,7 +233,7 @@ _POSITIVE = {"partition.num_clients", "model.dim", "model.window", "model.negati
              "train.batch_size", "train.neg_share", "federation.rounds", "vocab.min_count", "train.lr",
              "partition.min_tokens", "federation.max_update_mb", "federation.server_lr", "privacy.clip",
              "privacy.clip_lr", "privacy.weight_scale"}
-_NON_NEGATIVE = {"vocab.max_size", "federation.clients_per_round", "model.sample", "train.min_lr",
+_NON_NEGATIVE = {"federation.max_row_weight", "vocab.max_size", "federation.clients_per_round", "model.sample", "train.min_lr",
                  "federation.round_timeout", "model.ns_exponent", "simulation.num_cpus_per_client",
                  "privacy.noise_multiplier", "privacy.target_epsilon", "privacy.delta", "privacy.max_epsilon",
                  "privacy.clip_count_stddev", "privacy.min_weight", "federation.max_in_flight"}

@@ -163,3 +163,15 @@ def test_lr_schedule_decays_linearly_across_rounds():
     spans = [server.learning_rates(cfg, r) for r in range(1, 5)]
     assert spans[0] == pytest.approx((0.04, 0.03)) and spans[-1] == pytest.approx((0.01, 0.0))
     assert all(a[1] == pytest.approx(b[0]) for a, b in zip(spans, spans[1:]))
+
+
+def test_count_weights_are_capped_per_row_unless_the_cap_is_zero():
+    from fedembed import aggregate, config as config_mod
+
+    counts = {"t": np.array([0, 1, 3, 10, 400])}
+    capped = aggregate.make(config_mod.load(None, {"federation.max_row_weight": 3})).client_weights(counts, 7)
+    assert capped["t"].tolist() == [0, 1, 3, 3, 3]
+    default = aggregate.make(config_mod.load(None)).client_weights(counts, 7)
+    assert default["t"].tolist() == [0, 1, 3, 10, 255]
+    uncapped = aggregate.make(config_mod.load(None, {"federation.max_row_weight": 0})).client_weights(counts, 7)
+    assert uncapped["t"].tolist() == [0, 1, 3, 10, 400]

@@ -29,10 +29,24 @@ def _run(write_scenario, out, grid, name="s.toml", **sections):
     return cfg, metrics.read(out)
 
 
+def test_capped_count_weights_use_a_32_bit_ring_and_match_the_plain_run_within_the_step(tmp_path, write_scenario):
+    """The default: counts capped at federation.max_row_weight, 24-bit values in Z_2^32."""
+    _, rows = _run(write_scenario, tmp_path / "secure", S.SecureGrid(3), secagg={"enabled": True})
+    cfg, _ = _run(write_scenario, tmp_path / "plain", S.SecureGrid(3), "p.toml", secagg={"enabled": False})
+    assert rows[0]["secagg"]["ring_bits"] == 32 and rows[0]["secagg"]["bits"] == 24
+    step = 64 * cfg.federation.max_row_weight / (2 ** 23 - 1)  # one client's quantization step
+    a, b = checkpoint.load(tmp_path / "secure").tables, checkpoint.load(tmp_path / "plain").tables
+    for name in a:  # 2 rounds × 3 clients' rounding errors of at most a step, over a weight ≥ 1
+        diff = np.abs(a[name] - b[name]).max()
+        assert 0 < diff <= 2 * 3 * step
+
+
 def test_secure_run_gives_the_plain_runs_tables_up_to_quantization(tmp_path, write_scenario):
+    uncapped = {"max_row_weight": 0}  # uncapped count weights: 40-bit values in Z_2^64
     grid = S.SecureGrid(3)
-    _, rows = _run(write_scenario, tmp_path / "secure", grid, secagg={"enabled": True})
-    _run(write_scenario, tmp_path / "plain", S.SecureGrid(3), "p.toml", secagg={"enabled": False})
+    _, rows = _run(write_scenario, tmp_path / "secure", grid, secagg={"enabled": True}, federation=uncapped)
+    _run(write_scenario, tmp_path / "plain", S.SecureGrid(3), "p.toml", secagg={"enabled": False},
+         federation=uncapped)
     a, b = checkpoint.load(tmp_path / "secure").tables, checkpoint.load(tmp_path / "plain").tables
     for name in a:  # 40-bit quantization of ranges ±2^20: a step of 2^−19 per client and value
         np.testing.assert_allclose(a[name], b[name], atol=1e-5, rtol=0)
@@ -129,7 +143,9 @@ def test_adaptive_clipping_sums_the_clip_bits_under_the_masks(tmp_path, write_sc
 
 
 @pytest.mark.parametrize("over, ring, bits", [
-    ({}, 64, 40),                                                          # count weights: wide range
+    ({}, 32, 24),                                                          # count weights capped at 255
+    ({"federation.max_row_weight": 0}, 64, 40),                            # uncapped counts: wide range
+    ({"partition.num_clients": 1000}, 32, 21),                             # capped counts, 1,000 clients
     ({"federation.row_weight": "presence"}, 32, 24),                       # deltas ±64, weights 0/1
     ({"federation.row_weight": "presence", "partition.num_clients": 1000}, 32, 21),
     ({"federation.row_weight": "presence", "privacy.user_level": True, "privacy.noise_multiplier": 1.0}, 32, 20),

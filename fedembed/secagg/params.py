@@ -2,12 +2,13 @@
 
 Auto values (0 in the scenario): with user-level DP every coordinate of a clipped update is
 within ±C, so the ranges are C and 20 bits are plenty (the step C/2^19 is far below the DP
-noise). Without DP and with presence weights, the tables are plain deltas (clipped to ±64;
-a row's delta over a round stays far below that) and the weights 0 or 1, so a 32-bit ring
-holds them at up to 24 bits (a step of 64/2^23 ≈ 8·10^−6). With count weights (the default)
-the updates are row-count-weighted deltas whose large rows reach 10^4 on a 10-client default
-corpus while a rare row's is ~10^−2, so the ranges are 2^20 and 40 bits (a step of 2^−19 ≈
-2·10^−6): a 64-bit ring, twice the bytes of the 32-bit one.
+noise). Without DP the deltas are clipped to ±64 (a row's delta over a round stays far below
+that) and the weights are bounded by 1 (presence) or `federation.max_row_weight` (count
+weights, capped: 255 by default), so the ranges are 64·bound and bound, and a 32-bit ring
+holds them at up to 24 bits (a step of 64·255/2^23 ≈ 2·10^−3 for capped counts, far below a
+row's weighted delta). Uncapped count weights (`max_row_weight = 0`) reach 10^4 on a large
+row while a rare row's is ~10^−2, so the ranges are 2^20 and 40 bits (a step of 2^−19 ≈
+2·10^−6): a 64-bit ring, twice the bytes and mask work of the 32-bit one.
 """
 from __future__ import annotations
 
@@ -33,8 +34,14 @@ class RoundParams:
 
 
 def _bounded_weights(cfg) -> bool:
-    """Presence weights (0/1 per row): the tables are plain deltas and the weights at most 1."""
-    return cfg.federation.aggregate == "rowwise" and cfg.federation.row_weight == "presence"
+    """Presence weights (0/1 per row) or capped count weights: the weights are at most
+    `_weight_bound` and the tables that times a delta (each clipped to ±64)."""
+    f = cfg.federation
+    return f.aggregate == "rowwise" and (f.row_weight == "presence" or f.max_row_weight > 0)
+
+
+def _weight_bound(cfg) -> float:
+    return 1.0 if cfg.federation.row_weight == "presence" else cfg.federation.max_row_weight
 
 
 def bits(cfg) -> int:
@@ -53,7 +60,7 @@ def ranges(cfg, clip: float | None = None) -> tuple[float, float]:
     if cfg.privacy.user_level:
         default = (clip if clip is not None else cfg.privacy.clip,) * 2
     elif _bounded_weights(cfg):
-        default = (64.0, 1.0)
+        default = (64.0 * _weight_bound(cfg), _weight_bound(cfg))
     else:
         default = (2.0 ** 20, 2.0 ** 20)
     return s.clip_range or default[0], s.weight_range or default[1]

@@ -166,8 +166,6 @@ def test_lr_schedule_decays_linearly_across_rounds():
 
 
 def test_count_weights_are_capped_per_row_unless_the_cap_is_zero():
-    from fedembed import aggregate, config as config_mod
-
     counts = {"t": np.array([0, 1, 3, 10, 400])}
     capped = aggregate.make(config_mod.load(None, {"federation.max_row_weight": 3})).client_weights(counts, 7)
     assert capped["t"].tolist() == [0, 1, 3, 3, 3]

@@ -242,3 +242,11 @@ def test_median_defends_a_small_federation_against_a_boosted_attacker(tmp_path, 
     # (rows only the attacker and one honest client touched are not protected: a median of two is their mean)
     p90 = {rule: np.percentile(np.linalg.norm(v, axis=1), 90) for rule, v in out.items()}
     assert p90["rowwise"] > 5 * p90["median"], p90   # here ≈ 10.5 vs 0.9
+
+
+def test_a_trimmed_huge_value_costs_the_kept_values_no_precision():
+    # found by hypothesis: prefix sums through −4.5e15 rounded the kept 1.5s to 2.0
+    honest = [np.full((1, 1), 1.5, np.float32)] * 3
+    evil = [np.full((1, 1), -4503599895805953.0, np.float32)]
+    trim, _ = _aggregate("trimmed_mean", honest + evil, **{"robust.trim_fraction": 0.49})
+    assert trim.tolist() == [[1.5]]

@@ -64,16 +64,9 @@ def reference_baseline(run_dir: Path, lr: float) -> dict:
     return {"lr": lr, "seconds": time.perf_counter() - t0, **{n: q[n]["spearman"] for n in LISTS}}
 
 
-def parse_value(text: str):
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
 def overrides_for(args, partition: str) -> dict:
+    from fedembed.cli import parse_value  # KEY=VALUE as `fedembed simulate --set` reads it
+
     o = {
         "name": f"bench-{args.tag}-{partition}",
         "seed": args.seed,

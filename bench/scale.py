@@ -44,15 +44,6 @@ SCENARIO = ROOT / "simulations" / "scenarios" / "scale_1000_clients.toml"
 CORPUS = ROOT / "bench" / "data" / "corpus"
 
 
-def parse_value(text: str):
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
 def ensure_corpus() -> None:
     """Build bench/data/ (Debian packages + assembly) when the scenario's corpus is missing."""
     if not (CORPUS.is_dir() and (ROOT / "bench" / "data" / "vocab.tsv").is_file()):
@@ -164,6 +155,8 @@ def steady(xs: list[float]) -> float:
 
 def variant_overrides(spec: str) -> dict:
     """"federation.max_in_flight=0,federation.sparse_upload=false" -> overrides."""
+    from fedembed.cli import parse_value  # KEY=VALUE as `fedembed simulate --set` reads it
+
     out = {}
     for item in filter(None, spec.split(",")):
         key, _, value = item.partition("=")

@@ -23,14 +23,14 @@ def _simulate(args: argparse.Namespace) -> int:
         key, _, raw = item.partition("=")
         if not _:
             raise FedembedError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key] = _parse_value(raw)
+        overrides[key] = parse_value(raw)
     report = simulate(args.config, args.out, resume=args.resume, overrides=overrides, progress=not args.quiet)
     print(json.dumps(_headline(report), indent=2))
     print(f"run directory: {args.out}")
     return 0
 
 
-def _parse_value(raw: str) -> Any:
+def parse_value(raw: str) -> Any:
     import tomllib
 
     try:

@@ -30,14 +30,8 @@ PARAMS = Word2VecParams(window=3, negative=5, batch_size=256, neg_share=16)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: torch's thread pool only fights the other processes for the cores."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Small tensors everywhere here (conftest.one_torch_thread)."""
 
 
 @pytest.fixture(scope="module")

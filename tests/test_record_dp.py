@@ -28,12 +28,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")   # Opacus: secur
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: thread hand-offs cost more than the work, and far more on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Tiny tensors: thread hand-offs cost more than the work (conftest.one_torch_thread)."""
 
 
 # ---- per-sample norms and clipping against Opacus ------------------------------------------------------

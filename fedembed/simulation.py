@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,36 @@ def backend_config(cfg: Config) -> dict[str, Any]:
         init_args["_node_ip_address"] = "127.0.0.1"
     return {"client_resources": {"num_cpus": cfg.simulation.num_cpus_per_client, "num_gpus": 0.0},
             "init_args": init_args}
+
+
+RAY_START_ATTEMPTS = 3
+
+
+def start_local_ray(init_args: dict[str, Any], attempts: int = RAY_START_ATTEMPTS, init=None, shutdown=None) -> None:
+    """Start this run's private Ray before Flower would (its backend then reuses it), retrying
+    a failed start: on a crowded machine Ray's GCS sometimes misses its hard-coded 30 s
+    start-up deadline ("Timed out waiting for file .../gcs_server_port_...") and Flower would
+    end the whole simulation on that first try."""
+    import ray
+
+    init, shutdown = init or ray.init, shutdown or ray.shutdown
+    # What Flower's RayBackend.init_ray passes: workers must import this driver's sys.path.
+    pythonpath = os.pathsep.join(sys.path)
+    if os.environ.get("PYTHONPATH"):
+        pythonpath = f"{pythonpath}{os.pathsep}{os.environ['PYTHONPATH']}"
+    os.environ["PYTHONPATH"] = pythonpath
+    for attempt in range(1, attempts + 1):
+        try:
+            init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
+            return
+        except (RuntimeError, ConnectionError, TimeoutError) as exc:
+            shutdown()
+            if attempt == attempts:
+                from fedembed.errors import FedembedError
+                raise FedembedError(f"Ray did not start after {attempts} attempts: {exc}") from exc
+            logging.getLogger(__name__).warning("Ray did not start (%s); retrying (%d/%d)", exc, attempt + 1,
+                                                attempts)
+            time.sleep(2.0 * attempt)
 
 
 def _loopback(address: str) -> bool:
@@ -46,10 +78,19 @@ def simulate(config: str | Path | Config | None = None, out: str | Path = "runs/
         # Ray 2.55 still binds its GCS and raylet to the default-route interface's address (on all
         # interfaces) despite `_node_ip_address`; this makes it pick 127.0.0.1 (docs/SCALE.md).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    backend = backend_config(cfg)
+    import ray
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        run_simulation(server_app=build(cfg, run_dir, resume, progress), client_app=client_app,
-                       num_supernodes=cfg.partition.num_clients, backend_config=backend_config(cfg))
+        if not cfg.simulation.ray_address and not ray.is_initialized():
+            start_local_ray(backend["init_args"])  # Flower's backend finds it running and shuts it down at the end
+        try:
+            run_simulation(server_app=build(cfg, run_dir, resume, progress), client_app=client_app,
+                           num_supernodes=cfg.partition.num_clients, backend_config=backend)
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
     report = run_dir / REPORT
     if not report.is_file():
         from fedembed.errors import FedembedError

@@ -103,3 +103,28 @@ def test_resume_can_extend_the_number_of_rounds(tmp_path, write_scenario):
     fedembed.simulate(None, out, resume=True, overrides={"federation.rounds": 2}, progress=False)
     assert [r["round"] for r in metrics.read(out)] == [1, 2]
     assert checkpoint.load(out).round == 2
+
+
+def test_a_ray_start_that_times_out_is_retried_then_reported(monkeypatch):
+    from fedembed import simulation
+    from fedembed.errors import FedembedError
+
+    monkeypatch.setattr(simulation.time, "sleep", lambda s: None)
+    calls: list[dict] = []
+    shutdowns: list[int] = []
+
+    def flaky(fail_times):
+        def init(**kwargs):
+            calls.append(kwargs)
+            if len(calls) <= fail_times:
+                raise RuntimeError("Timed out waiting for file /tmp/ray/session_x/gcs_server_port_y")
+        return init
+
+    simulation.start_local_ray({"num_cpus": 2}, init=flaky(2), shutdown=lambda: shutdowns.append(1))
+    assert len(calls) == 3 and len(shutdowns) == 2
+    assert calls[-1]["num_cpus"] == 2 and "PYTHONPATH" in calls[-1]["runtime_env"]["env_vars"]
+
+    calls.clear()
+    with pytest.raises(FedembedError, match="Ray did not start after 3 attempts.*gcs_server_port"):
+        simulation.start_local_ray({"num_cpus": 2}, init=flaky(5), shutdown=lambda: None)
+    assert len(calls) == 3

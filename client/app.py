@@ -10,7 +10,7 @@ from __future__ import annotations
 from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
 
-from fedembed.federation import behaviour, client, wire
+from fedembed.federation import behaviour, client, pool, wire
 from fedembed.secagg import handlers as secagg
 
 app = ClientApp()
@@ -26,12 +26,12 @@ def query(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     tables, counts, ins = wire.parse_train(msg.content)
+    if pool.partitions(msg.content) is not None:  # a pool node's clients (simulation.nodes)
+        return Message(content=client.train_pooled(tables, counts, ins, msg.content, context.state), reply_to=msg)
     data_path = context.node_config.get("data-path")
     try:
         update = client.train_round(tables, counts, ins, int(context.node_config["partition-id"]),
                                     str(data_path) if data_path else None, context.state)
     except behaviour.Dropped as exc:  # a simulated dropout (behaviour.dropout): an error reply, no update
         return Message(error=Error(code=behaviour.ERROR_CODE, reason=str(exc)), reply_to=msg)
-    return Message(content=wire.reply_content(update.tables, update.weights, update.metrics,
-                                              wire.parse_record_dp(context.state),
-                                              sparse=wire.sparse_upload(ins.config)), reply_to=msg)
+    return Message(content=client.reply(update, ins, context.state), reply_to=msg)

@@ -7,6 +7,7 @@ or range is a `ConfigError` naming the key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -192,6 +193,7 @@ class EvalConfig:
 class SimulationConfig:
     num_cpus_per_client: float = 1.0
     ray_address: str = ""          # "" = start a local Ray instance
+    nodes: int = 0                 # Flower nodes hosting the clients (fedembed/federation/pool.py); 0 = one per client
 
 
 @dataclass
@@ -236,7 +238,8 @@ _POSITIVE = {"partition.num_clients", "model.dim", "model.window", "model.negati
 _NON_NEGATIVE = {"federation.max_row_weight", "vocab.max_size", "federation.clients_per_round", "model.sample", "train.min_lr",
                  "federation.round_timeout", "model.ns_exponent", "simulation.num_cpus_per_client",
                  "privacy.noise_multiplier", "privacy.target_epsilon", "privacy.delta", "privacy.max_epsilon",
-                 "privacy.clip_count_stddev", "privacy.min_weight", "federation.max_in_flight"}
+                 "privacy.clip_count_stddev", "privacy.min_weight", "federation.max_in_flight",
+                 "simulation.nodes"}
 
 
 def _coerce(key: str, value: Any, typ: type) -> Any:
@@ -249,8 +252,15 @@ def _coerce(key: str, value: Any, typ: type) -> Any:
     return value
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """Resolving a dataclass's annotations is most of a config parse, and every client parses
+    the scenario it is sent each round."""
+    return get_type_hints(cls)
+
+
 def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -320,6 +330,9 @@ def validate(cfg: Config) -> Config:
     from fedembed.secagg.params import check as check_secagg
 
     check_secagg(cfg)
+    from fedembed.federation.pool import check as check_pool
+
+    check_pool(cfg)
     return cfg
 
 

@@ -70,6 +70,7 @@ def simulate(config: str | Path | Config | None = None, out: str | Path = "runs/
     from flwr.simulation import run_simulation
 
     from client.app import app as client_app
+    from fedembed.federation.pool import num_nodes
     from server.app import build
 
     cfg, run_dir = open_run_dir(Path(out), config, overrides, resume)
@@ -87,7 +88,7 @@ def simulate(config: str | Path | Config | None = None, out: str | Path = "runs/
             start_local_ray(backend["init_args"])  # Flower's backend finds it running and shuts it down at the end
         try:
             run_simulation(server_app=build(cfg, run_dir, resume, progress), client_app=client_app,
-                           num_supernodes=cfg.partition.num_clients, backend_config=backend)
+                           num_supernodes=num_nodes(cfg), backend_config=backend)
         finally:
             if ray.is_initialized():
                 ray.shutdown()

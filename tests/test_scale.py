@@ -27,7 +27,7 @@ class PushPullGrid:
                                     state=RecordDict(), run_config={}) for p in range(num)}
         self.ids = itertools.count()
         self.in_flight: dict[str, Message] = {}
-        self.most_in_flight = 0
+        self.most_in_flight = self.most_training = 0
 
     def get_node_ids(self):
         return list(self.nodes)
@@ -49,6 +49,8 @@ class PushPullGrid:
             ids.append(str(next(self.ids)))
             self.in_flight[ids[-1]] = m
         self.most_in_flight = max(self.most_in_flight, len(self.in_flight))
+        training = sum("node" not in m.content.config_records for m in self.in_flight.values())
+        self.most_training = max(self.most_training, training)
         return ids
 
     def pull_messages(self, message_ids):
@@ -65,10 +67,27 @@ def test_windowed_send_keeps_at_most_window_in_flight_and_returns_every_reply():
     assert server.discover_partitions(PushPullGrid(7), expected=7, wait_s=5, window=2) == {p: 100 + p for p in range(7)}
 
 
-def test_window_zero_is_flowers_own_call():
+def test_window_zero_sends_everything_at_once():
     grid = PushPullGrid(3)
     msgs = [Message(content=wire.node_content(-1, -1), dst_node_id=n, message_type="query") for n in grid.nodes]
-    assert len(list(stream.send_and_receive(grid, msgs, window=0))) == 3 and grid.most_in_flight == 0
+    assert len(list(stream.send_and_receive(grid, msgs, window=0))) == 3 and grid.most_in_flight == 3
+
+
+def test_replies_are_pulled_with_a_short_backing_off_poll(monkeypatch):
+    """Not Flower's 3 s sleep between pulls: the first retries come within milliseconds."""
+    grid = PushPullGrid(2)
+    grid.per_pull = 0                          # nothing is ready for the first pulls
+    sleeps: list[float] = []
+
+    def sleep(s):
+        sleeps.append(s)
+        if len(sleeps) == 6:
+            grid.per_pull = 2
+
+    monkeypatch.setattr(stream.time, "sleep", sleep)
+    msgs = [Message(content=wire.node_content(-1, -1), dst_node_id=n, message_type="query") for n in grid.nodes]
+    assert len(list(stream.send_and_receive(grid, msgs))) == 2
+    assert sleeps == [0.01, 0.02, 0.04, 0.08, 0.1, 0.1]
 
 
 def test_sparse_uploads_with_a_window_give_the_dense_paths_tables_bit_for_bit(tmp_path, write_scenario):
@@ -77,7 +96,7 @@ def test_sparse_uploads_with_a_window_give_the_dense_paths_tables_bit_for_bit(tm
         cfg = config_mod.load(write_scenario(f"{name}.toml", federation={"rounds": 2, **fed}))
         grid = PushPullGrid(cfg.partition.num_clients)
         server.run(grid, cfg, tmp_path / name, progress=False)
-        runs[name] = (checkpoint.load(tmp_path / name).tables, metrics.read(tmp_path / name), grid.most_in_flight)
+        runs[name] = (checkpoint.load(tmp_path / name).tables, metrics.read(tmp_path / name), grid.most_training)
     (dense, dense_rows, _), (sparse, sparse_rows, most) = runs["dense"], runs["sparse"]
     for table in dense:  # the same replies in the same order: the same sums, to the last bit
         np.testing.assert_array_equal(dense[table], sparse[table])

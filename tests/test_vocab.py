@@ -206,3 +206,19 @@ def test_alias_table_encodes_the_exact_distribution(counts, exponent):
     implied = prob64 / n + np.bincount(alias, weights=(1.0 - prob64) / n, minlength=n)
     # (alias[j] == j with prob[j] == 1 contributes nothing extra)
     np.testing.assert_allclose(implied, p, rtol=1e-5, atol=1e-7)
+
+
+def test_alias_tables_are_cached_per_counts_and_exponent_and_handed_out_as_copies():
+    counts = np.array([50, 20, 5, 1, 0, 9], dtype=np.int64)
+    first = V.alias_table(counts, 0.75)
+    first[0][:] = -1                                  # a caller scribbling on its copy
+    again = V.alias_table(counts.copy(), 0.75)
+    fresh = V._build_alias_table(counts, 0.75)
+    np.testing.assert_array_equal(again[0], fresh[0])
+    np.testing.assert_array_equal(again[1], fresh[1])
+    other = V.alias_table(counts[::-1].copy(), 0.75)  # other counts, other table
+    assert not np.array_equal(other[1], again[1]) or not np.array_equal(other[0], again[0])
+    assert not np.array_equal(V.alias_table(counts, 0.0)[0], again[0])
+    for i in range(10):                               # bounded: old entries go
+        V.alias_table(counts + i + 1, 0.75)
+    assert len(V._ALIAS_CACHE) <= V._ALIAS_CACHE_SIZE

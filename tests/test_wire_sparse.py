@@ -69,3 +69,41 @@ def test_a_sparse_reply_needs_the_expected_shapes():
     content = wire.reply_content(*_update(), {}, sparse=True)
     with pytest.raises(UpdateError, match="shapes"):
         wire.parse_reply(content)
+
+
+def test_rows_added_in_place_give_the_dense_sums_bit_for_bit():
+    from fedembed.aggregate.accumulate import Accumulator
+
+    dense, in_place = Accumulator(SHAPES), Accumulator(SHAPES)
+    for seed in range(5):
+        tables, weights = _update(seed)
+        dense.add(tables, weights)
+        got = wire.parse_sparse_reply(wire.reply_content(tables, weights, {"loss": 2.0}, sparse=True), SHAPES)
+        assert got is not None and got[3] == {"loss": 2.0}
+        in_place.add_rows(got[0], got[1], got[2])
+    assert in_place.count == dense.count == 5
+    for name in SHAPES:
+        np.testing.assert_array_equal(in_place.sums[name], dense.sums[name])
+        np.testing.assert_array_equal(in_place.weights[name], dense.weights[name])
+    assert wire.parse_sparse_reply(wire.reply_content(*_update(), {}), SHAPES) is None   # dense: not for this path
+
+
+@pytest.mark.parametrize("corrupt, msg", [
+    (lambda v, w, r: r.__setitem__("in_vectors", r["in_vectors"] + 1000), "out of range"),
+    (lambda v, w, r: v["out_vectors"].__setitem__((0, 0), np.inf), "NaN or Inf"),
+    (lambda v, w, r: w["in_vectors"].__setitem__(0, -1.0), "negative"),
+    (lambda v, w, r: w["in_vectors"].__setitem__(0, np.nan), "NaN"),
+])
+def test_rows_added_in_place_are_checked_first_and_leave_the_sums_untouched(corrupt, msg):
+    from flwr.app import RecordDict
+
+    from fedembed.aggregate.accumulate import Accumulator
+
+    acc = Accumulator(SHAPES)
+    values, weights, rows = _packed()
+    corrupt(values, weights, rows)
+    with pytest.raises(UpdateError, match=msg):
+        content = RecordDict({wire.UPDATE: wire.arrays(values), wire.WEIGHTS: wire.arrays(weights),
+                                   wire.ROWS: wire.arrays(rows)})
+        acc.add_rows(*wire.parse_sparse_reply(content, SHAPES)[:3])
+    assert acc.count == 0 and all(not s.any() for s in acc.sums.values())

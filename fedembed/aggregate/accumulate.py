@@ -27,8 +27,12 @@ def validate(tables: dict[str, np.ndarray], weights: dict[str, np.ndarray],
             raise UpdateError(f"{name!r}: expected floating-point arrays, got {t.dtype} and {w.dtype}")
         if not np.isfinite(t).all():
             raise UpdateError(f"table {name!r} holds NaN or Inf")
-        if not np.isfinite(w).all() or (w < 0).any():
-            raise UpdateError(f"weights of {name!r} hold NaN, Inf or negative values")
+        _check_weights(name, w)
+
+
+def _check_weights(name: str, w: np.ndarray) -> None:
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise UpdateError(f"weights of {name!r} hold NaN, Inf or negative values")
 
 
 class Accumulator:
@@ -43,4 +47,16 @@ class Accumulator:
         for k in self.shapes:
             self.sums[k] += tables[k]
             self.weights[k] += weights[k]
+        self.count += 1
+
+    def add_rows(self, values: dict[str, np.ndarray], weights: dict[str, np.ndarray],
+                 rows: dict[str, np.ndarray]) -> None:
+        """A sparse reply's rows, without expanding it to dense tables first: the same sums as
+        `add` of the expanded reply, bit for bit (untouched entries would only add 0.0).
+        `rows` must already be checked (fedembed.federation.sparse.check: in range, unique)."""
+        for k in self.shapes:
+            _check_weights(k, weights[k])
+        for k in self.shapes:
+            self.sums[k][rows[k]] += values[k]
+            self.weights[k][rows[k]] += weights[k]
         self.count += 1

@@ -1,6 +1,7 @@
 """One client's round: load the shard, train locally from the global state, build the update."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from flwr.app import RecordDict
 from fedembed import aggregate, config as config_mod, models
 from fedembed.data.shards import load_shard, load_units
 from fedembed.deploy import edge
-from fedembed.federation import behaviour, wire
+from fedembed.federation import behaviour, pool, wire
 from fedembed.federation.wire import TrainInstruction
 from fedembed.privacy import record_params, record_state
 from fedembed.privacy.record_dp import PrivateTraining, Samples
@@ -57,6 +58,32 @@ def train_round(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: T
     behaviour.finish(wait)  # a simulated straggler replies late
     ctx = ClientContext(partition_id, ins.round, global_tables, counts, str(shard_dir))
     return run_pipeline(update, stages_for(cfg, ctx))
+
+
+def reply(update: ClientUpdate, ins: TrainInstruction, node_state: RecordDict) -> RecordDict:
+    """The reply content for one client's update (its accountant state rides along)."""
+    return wire.reply_content(update.tables, update.weights, update.metrics, wire.parse_record_dp(node_state),
+                              sparse=wire.sparse_upload(ins.config))
+
+
+def train_pooled(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: TrainInstruction,
+                 content: RecordDict, node_state: RecordDict) -> RecordDict:
+    """A pool node's round (fedembed/federation/pool.py): each named partition in turn, from
+    the same global tables, each with its own record-level state; a simulated dropout fails
+    that client only."""
+    replies: dict[int, RecordDict] = {}
+    errors: dict[int, str] = {}
+    for p in pool.partitions(content) or []:
+        own = pool.state_of(node_state, p)
+        mine = dataclasses.replace(ins, record_dp=wire.parse_record_dp(pool.state_of(content, p)))
+        try:
+            update = train_round(global_tables, counts, mine, p, None, own)
+        except behaviour.Dropped as exc:
+            errors[p] = str(exc)
+            continue
+        pool.keep_state(node_state, p, own)
+        replies[p] = reply(update, ins, own)
+    return pool.reply_content(replies, errors)
 
 
 def _private_training(cfg, shard_dir: Path, partition_id: int, bounds: np.ndarray,

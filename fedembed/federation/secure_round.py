@@ -23,7 +23,7 @@ from typing import Any
 from flwr.app import Message, RecordDict
 
 from fedembed.errors import FedembedError
-from fedembed.federation import wire
+from fedembed.federation import stream, wire
 from fedembed.privacy.distributed import share_std
 from fedembed.privacy.user_dp import CLIP_BIT
 from fedembed.secagg import messages as msg
@@ -59,7 +59,7 @@ class _Exchange:
         self.bytes_down += sum(_size(c) for c in contents.values())
         t0 = time.perf_counter()
         out: dict[int, RecordDict] = {}
-        for reply in self.grid.send_and_receive(msgs, timeout=self.timeout) if msgs else []:
+        for reply in stream.send_and_receive(self.grid, msgs, 0, self.timeout) if msgs else []:
             pid = self.partition_of.get(reply.metadata.src_node_id)
             if pid is None or pid not in contents:
                 continue

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flwr.app import Message, MessageType
+from flwr.app import Message, MessageType, RecordDict
 from tqdm import tqdm
 
 from fedembed import checkpoint, metrics, models
@@ -20,7 +20,7 @@ from fedembed.config import Config
 from fedembed.data.prepare import Prepared, prepare
 from fedembed.errors import CheckpointError, FedembedError, UpdateError
 from fedembed.eval import per_round
-from fedembed.federation import behaviour, stream, wire
+from fedembed.federation import behaviour, pool, stream, wire
 from fedembed.privacy.params import sample_rate
 from fedembed.privacy.sampling import poisson_sample, secret_rng
 from fedembed.privacy.session import PrivacySession
@@ -36,8 +36,11 @@ def learning_rates(cfg: Config, rnd: int) -> tuple[float, float]:
     return lr - (lr - lo) * (rnd - 1) / r, lr - (lr - lo) * rnd / r
 
 
-def discover_partitions(grid, expected: int, wait_s: float = 120.0, window: int = 0) -> dict[int, int]:
-    """Ask every node which partition it holds: partition id → node id (`window`: fedembed.federation.stream)."""
+def discover_partitions(grid, expected: int, wait_s: float = 120.0, window: int = 0,
+                        what: str = "partition.num_clients") -> dict[int, int]:
+    """Ask every node which partition it holds: partition id → node id (`window`:
+    fedembed.federation.stream). A pool node (fedembed/federation/pool.py) reports its index
+    among `expected` = simulation.nodes instead."""
     deadline = time.monotonic() + wait_s
     nodes = list(grid.get_node_ids())
     while len(nodes) < expected and time.monotonic() < deadline:
@@ -54,13 +57,13 @@ def discover_partitions(grid, expected: int, wait_s: float = 120.0, window: int 
         pid, num = wire.parse_node(reply.content)
         if num != expected:
             raise FedembedError(f"node {reply.metadata.src_node_id} reports {num} partitions, "
-                                f"the scenario has partition.num_clients={expected}")
+                                f"the scenario has {what}={expected}")
         if pid in mapping:
             raise FedembedError(f"two nodes claim partition {pid}")
         mapping[pid] = reply.metadata.src_node_id
     if len(mapping) < expected:  # replies lost or late: never go on with fewer clients, silently
         raise FedembedError(f"only {len(mapping)} of {len(nodes)} connected nodes reported their partition "
-                            f"within {wait_s:.0f}s (partition.num_clients={expected})")
+                            f"within {wait_s:.0f}s ({what}={expected})")
     return mapping
 
 
@@ -96,7 +99,11 @@ def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool =
     state = initial_state(cfg, run_dir, prep, resume)
     privacy = PrivacySession(cfg, state.extra, public_counts=prep.vocab.counts)  # resolves z before any training
     copies = ServerCopies(state.extra)  # clients' record-level accountants, re-sent after a resume
-    nodes = discover_partitions(grid, cfg.partition.num_clients)
+    if cfg.simulation.nodes:  # a pool of nodes hosting the clients: partition p on node p % nodes
+        nodes = pool.hosts(cfg.partition.num_clients,
+                           discover_partitions(grid, cfg.simulation.nodes, what="simulation.nodes"))
+    else:
+        nodes = discover_partitions(grid, cfg.partition.num_clients)
     active = [p for p in prep.manifest.active if p in nodes]
     vocab_record = wire.arrays({"counts": prep.vocab.counts})
     shapes = {k: v.shape for k, v in state.tables.items()}
@@ -129,6 +136,20 @@ def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool =
     return finalize(cfg, run_dir, prep, state.tables, privacy.summary())
 
 
+def _messages(cfg: Config, content: RecordDict, clients: list[int], nodes: dict[int, int], copies: ServerCopies,
+              rnd: int) -> dict[int, tuple[Message, list[int]]]:
+    """Node id → (its train message, the clients it trains): one client per node, or a pool
+    node's sampled clients in one message (fedembed/federation/pool.py)."""
+    if not cfg.simulation.nodes:
+        return {nodes[p]: (Message(content=copies.content_for(p, content), dst_node_id=nodes[p],
+                                   message_type=MessageType.TRAIN, group_id=str(rnd)), [p]) for p in clients}
+    hosted: dict[int, list[int]] = {}
+    for p in clients:
+        hosted.setdefault(nodes[p], []).append(p)
+    return {n: (Message(content=pool.train_content(content, ps, copies.states), dst_node_id=n,
+                        message_type=MessageType.TRAIN, group_id=str(rnd)), ps) for n, ps in hosted.items()}
+
+
 def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: int, clients: list[int],
               nodes: dict[int, int], vocab_record, shapes, privacy: PrivacySession,
               copies: ServerCopies | None = None) -> dict[str, Any]:
@@ -144,10 +165,7 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
 
         return secure_round.run_round(grid, cfg, state, rnd, clients, nodes, content, shapes, privacy, copies,
                                       lr_start)
-    partition_of = {n: p for p, n in nodes.items()}
-    msgs = [Message(content=copies.content_for(p, content), dst_node_id=nodes[p], message_type=MessageType.TRAIN,
-                    group_id=str(rnd))
-            for p in clients]
+    asked = _messages(cfg, content, clients, nodes, copies, rnd)
     timeout = cfg.federation.round_timeout or None
     acc = collector(cfg, shapes)  # running sums, or the rule's per-update collector (robust rules)
     failures: list[str] = []
@@ -155,28 +173,53 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
     up = 0
     loss_sum = examples = 0.0
     limit = cfg.federation.max_update_mb * 2**20
-    for reply in stream.send_and_receive(grid, msgs, cfg.federation.max_in_flight, timeout) if msgs else []:
-        src = reply.metadata.src_node_id
-        if reply.has_error():
-            failures.append(f"node {src}: {reply.error.reason}")
-            continue
-        size = wire.nbytes(reply.content)
+    in_place = hasattr(acc, "add_rows") and not privacy.checks_replies
+
+    def take(p: int, src: int, reply: RecordDict) -> None:
+        """One client's update: size, shape and privacy checks, then into the sums."""
+        nonlocal up, loss_sum, examples
+        size = wire.nbytes(reply)
         up += size
         try:
             if size > limit:
                 raise UpdateError(f"update of {size / 2**20:.1f} MB exceeds federation.max_update_mb")
-            tables, weights, m = wire.parse_reply(reply.content, shapes)
-            privacy.check_reply(tables, weights, m)
-            acc.add(tables, weights)
+            rows = wire.parse_sparse_reply(reply, shapes) if in_place else None
+            if rows is not None:  # plain sums: add the rows where they belong, no dense copy
+                values, weights, indices, m = rows
+                acc.add_rows(values, weights, indices)
+            else:
+                tables, weights, m = wire.parse_reply(reply, shapes)
+                privacy.check_reply(tables, weights, m)
+                acc.add(tables, weights)
         except UpdateError as exc:
             rejected.append(f"node {src}: {exc}")
             log.warning("round %d: rejected update from node %d: %s", rnd, src, exc)
-            continue
+            return
         privacy.observe(m)
-        if src in partition_of:
-            copies.observe(partition_of[src], reply.content)
+        if p >= 0:
+            copies.observe(p, reply)
         loss_sum += m.get("loss", 0.0) * m.get("examples", 0.0)
         examples += m.get("examples", 0.0)
+
+    msgs = [m for m, _ in asked.values()]
+    for reply in stream.send_and_receive(grid, msgs, cfg.federation.max_in_flight, timeout) if msgs else []:
+        src = reply.metadata.src_node_id
+        parts = asked.get(src, (None, []))[1]
+        if reply.has_error():
+            failures.extend(f"node {src}: {reply.error.reason}" for _ in parts or [None])
+            continue
+        if not cfg.simulation.nodes:
+            take(parts[0] if parts else -1, src, reply.content)
+            continue
+        try:
+            replies, errors = pool.split_reply(reply.content, parts)
+        except UpdateError as exc:
+            rejected.extend(f"node {src}: {exc}" for _ in parts)
+            log.warning("round %d: rejected the reply of node %d: %s", rnd, src, exc)
+            continue
+        failures.extend(f"node {src}, client {p}: {why}" for p, why in errors.items())
+        for p, sub in replies.items():
+            take(p, src, sub)
     missing = len(clients) - acc.count - len(failures) - len(rejected)
     if acc.count == 0 and clients:  # none sampled (Poisson) is a round like any other: noise only
         reasons = "; ".join(failures + rejected) or f"{missing} client(s) did not answer in time"
@@ -189,5 +232,5 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
     return {"round": rnd, "clients": len(clients), "clients_ok": acc.count, "failed": len(failures) + missing,
             **behaviour.round_counts(cfg, rnd, clients, failures, missing),
             "rejected": len(rejected), "train_loss": loss_sum / max(examples, 1.0), "examples": int(examples),
-            "lr": lr_start, "bytes_down": down * len(clients), "bytes_up": up,
+            "lr": lr_start, "bytes_down": down * len(msgs), "bytes_up": up,
             "seconds": time.perf_counter() - t0}

@@ -25,16 +25,15 @@ def pack(tables: dict[str, np.ndarray], weights: dict[str, np.ndarray]
     return values, kept, rows
 
 
-def unpack(values: dict[str, np.ndarray], weights: dict[str, np.ndarray], rows: dict[str, np.ndarray],
-           shapes: dict[str, tuple[int, ...]] | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Dense tables and weights from a sparse reply, refused with an `UpdateError` naming the
-    problem when the indices or shapes cannot be the rows of the expected tables."""
+def check(values: dict[str, np.ndarray], weights: dict[str, np.ndarray], rows: dict[str, np.ndarray],
+          shapes: dict[str, tuple[int, ...]] | None) -> None:
+    """Refuse, with an `UpdateError` naming the problem, a sparse reply whose indices or shapes
+    cannot be rows of the expected tables, or whose values are not finite."""
     if shapes is None:
         raise UpdateError("sparse reply, but the server passed no table shapes to check it against")
     for label, got in (("rows", rows), ("update", values), ("weights", weights)):
         if set(got) != set(shapes):
             raise UpdateError(f"sparse reply has {label} for {sorted(got)}, expected {sorted(shapes)}")
-    dense_t, dense_w = {}, {}
     for name, shape in shapes.items():
         idx, t, w = rows[name], values[name], weights[name]
         if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
@@ -52,6 +51,15 @@ def unpack(values: dict[str, np.ndarray], weights: dict[str, np.ndarray], rows: 
             raise UpdateError(f"rows of {name!r} hold duplicate indices")
         if not np.isfinite(t).all():
             raise UpdateError(f"table {name!r} holds NaN or Inf")
+
+
+def unpack(values: dict[str, np.ndarray], weights: dict[str, np.ndarray], rows: dict[str, np.ndarray],
+           shapes: dict[str, tuple[int, ...]] | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Dense tables and weights from a sparse reply (checked first: `check`)."""
+    check(values, weights, rows, shapes)
+    dense_t, dense_w = {}, {}
+    for name, shape in shapes.items():  # type: ignore[union-attr]
+        idx, t, w = rows[name], values[name], weights[name]
         dense_t[name] = np.zeros(shape, dtype=t.dtype)
         dense_t[name][idx] = t
         dense_w[name] = np.zeros(shape[0], dtype=w.dtype)

@@ -7,7 +7,12 @@ messages pushed at once that is ~10^5 checks per 0.1 s: one of the 2 cores here 
 polling instead of training. Keeping at most `window` messages in the LinkState makes the
 scan ~window/100 as long, and pulling replies as they come lets the server fold updates in
 while later clients still train (and hold one reply at a time, not the whole round).
-`Grid.send_and_receive` is what runs when `window` is 0.
+`window` 0 sends every message at once.
+
+Replies are pulled here rather than by `Grid.send_and_receive`, whose loop sleeps 3 s between
+pulls on the deployment runtime's HTTP grid (flwr 1.42 `http_grid.py`): on a loopback
+federation that sleep was a large part of every message's round trip. The poll interval
+starts at `poll_s` and backs off to `max_poll_s` while nothing arrives.
 """
 from __future__ import annotations
 
@@ -17,17 +22,20 @@ from collections.abc import Iterable, Iterator
 from flwr.app import Message
 
 POLL_S = 0.01
+MAX_POLL_S = 0.1
 
 
 def send_and_receive(grid, messages: Iterable[Message], window: int = 0, timeout: float | None = None,
-                     poll_s: float = POLL_S) -> Iterator[Message]:
-    """Replies in arrival order. `window` 0 = every message at once (Flower's own call);
-    `timeout` bounds the whole batch like Flower's: messages not answered (or not yet sent)
-    by then get no reply."""
+                     poll_s: float = POLL_S, max_poll_s: float = MAX_POLL_S) -> Iterator[Message]:
+    """Replies in arrival order. `window` 0 = every message at once; `timeout` bounds the
+    whole batch like Flower's: messages not answered (or not yet sent) by then get no reply."""
     messages = list(messages)
-    if window <= 0 or len(messages) <= window:
+    if not hasattr(grid, "pull_messages"):  # a grid with only the one-call API (test doubles)
         yield from grid.send_and_receive(messages, timeout=timeout)
         return
+    if window <= 0:
+        window = max(1, len(messages))
+    sleep = poll_s
     deadline = time.monotonic() + timeout if timeout else None
     waiting = messages[::-1]  # pop() sends them in the given order
     in_flight: set[str] = set()
@@ -41,5 +49,8 @@ def send_and_receive(grid, messages: Iterable[Message], window: int = 0, timeout
             yield reply
         if deadline is not None and time.monotonic() >= deadline:
             return
-        if not replies:
-            time.sleep(poll_s)
+        if replies:
+            sleep = poll_s
+        else:
+            time.sleep(sleep)
+            sleep = min(max_poll_s, sleep * 2)

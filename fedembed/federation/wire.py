@@ -115,6 +115,25 @@ def parse_reply(content: RecordDict, shapes: dict[str, tuple[int, ...]] | None =
     return tables, weights, {k: float(v) for k, v in metrics.items()}
 
 
+def parse_sparse_reply(content: RecordDict, shapes: dict[str, tuple[int, ...]]
+                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray],
+                                  dict[str, float]] | None:
+    """A sparse reply as it came, checked against `shapes`: (rows' values, their weights, row
+    indices, metrics); None for a dense reply. For sinks that add rows in place
+    (`Accumulator.add_rows`) instead of expanding every reply to dense tables."""
+    if ROWS not in content.array_records:
+        return None
+    for name in (UPDATE, WEIGHTS):
+        if name not in content.array_records:
+            from fedembed.errors import UpdateError
+            raise UpdateError(f"reply has no {name!r} record")
+    values, weights = from_arrays(content.array_records[UPDATE]), from_arrays(content.array_records[WEIGHTS])
+    rows = from_arrays(content.array_records[ROWS])
+    sparse_mod.check(values, weights, rows, shapes)
+    metrics = dict(content.metric_records[METRICS]) if METRICS in content.metric_records else {}
+    return values, weights, rows, {k: float(v) for k, v in metrics.items()}
+
+
 def sparse_upload(config: dict[str, Any]) -> bool:
     """Whether a client sends rows only: `federation.sparse_upload` on the plain path (secure
     aggregation sums dense masked vectors, so it always gets dense ones)."""

@@ -59,6 +59,11 @@ class PrivacySession:
             conf["privacy"]["clip"] = self.user.clip
         return conf
 
+    @property
+    def checks_replies(self) -> bool:
+        """Whether `check_reply` looks at a reply's dense tables (user-level DP does)."""
+        return self.user is not None
+
     def check_reply(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray],
                     metrics: dict[str, float]) -> None:
         if self.user is not None:

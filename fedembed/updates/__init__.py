@@ -36,7 +36,7 @@ class ClientContext:
 def delta(local: dict[str, np.ndarray], global_: dict[str, np.ndarray],
           weights: dict[str, np.ndarray]) -> ClientUpdate:
     """local − global, as float32."""
-    return ClientUpdate({k: (local[k] - global_[k]).astype(np.float32) for k in global_}, weights)
+    return ClientUpdate({k: (local[k] - global_[k]).astype(np.float32, copy=False) for k in global_}, weights)
 
 
 def weight_rows(update: ClientUpdate) -> ClientUpdate:

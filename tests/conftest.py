@@ -1,13 +1,21 @@
 """Shared fixtures: a small real corpus (gensim's Lee news corpus) and a scenario over it."""
 from __future__ import annotations
 
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from fedembed.data.tokenize import tokenize
+
+# Property tests draw the same examples on every run by default, so a CI run can only fail on
+# what the code changed; `HYPOTHESIS_PROFILE=explore pytest ...` searches new examples.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 def _lee() -> Path:

@@ -101,18 +101,23 @@ def parse_record_dp(content: RecordDict) -> dict[str, Any] | None:
     return json.loads(str(record["state"])) if record is not None else None
 
 
-def parse_reply(content: RecordDict, shapes: dict[str, tuple[int, ...]] | None = None
-                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:
-    """Dense tables and weights; a sparse reply is checked and expanded against `shapes`."""
+def _reply_parts(content: RecordDict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:
     for name in (UPDATE, WEIGHTS):
         if name not in content.array_records:
             from fedembed.errors import UpdateError
             raise UpdateError(f"reply has no {name!r} record")
     metrics = dict(content.metric_records[METRICS]) if METRICS in content.metric_records else {}
-    tables, weights = from_arrays(content.array_records[UPDATE]), from_arrays(content.array_records[WEIGHTS])
+    return (from_arrays(content.array_records[UPDATE]), from_arrays(content.array_records[WEIGHTS]),
+            {k: float(v) for k, v in metrics.items()})
+
+
+def parse_reply(content: RecordDict, shapes: dict[str, tuple[int, ...]] | None = None
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:
+    """Dense tables and weights; a sparse reply is checked and expanded against `shapes`."""
+    tables, weights, metrics = _reply_parts(content)
     if ROWS in content.array_records:
         tables, weights = sparse_mod.unpack(tables, weights, from_arrays(content.array_records[ROWS]), shapes)
-    return tables, weights, {k: float(v) for k, v in metrics.items()}
+    return tables, weights, metrics
 
 
 def parse_sparse_reply(content: RecordDict, shapes: dict[str, tuple[int, ...]]
@@ -123,15 +128,10 @@ def parse_sparse_reply(content: RecordDict, shapes: dict[str, tuple[int, ...]]
     (`Accumulator.add_rows`) instead of expanding every reply to dense tables."""
     if ROWS not in content.array_records:
         return None
-    for name in (UPDATE, WEIGHTS):
-        if name not in content.array_records:
-            from fedembed.errors import UpdateError
-            raise UpdateError(f"reply has no {name!r} record")
-    values, weights = from_arrays(content.array_records[UPDATE]), from_arrays(content.array_records[WEIGHTS])
+    values, weights, metrics = _reply_parts(content)
     rows = from_arrays(content.array_records[ROWS])
     sparse_mod.check(values, weights, rows, shapes)
-    metrics = dict(content.metric_records[METRICS]) if METRICS in content.metric_records else {}
-    return values, weights, rows, {k: float(v) for k, v in metrics.items()}
+    return values, weights, rows, metrics
 
 
 def sparse_upload(config: dict[str, Any]) -> bool:

@@ -12,7 +12,7 @@ import numpy as np
 from fedembed import metrics, models, summary
 from fedembed.attacks.adversaries.report import report_sections
 from fedembed.attacks.privacy.evaluate import run_attacks
-from fedembed.config import Config
+from fedembed.config import DEVICES, Config
 from fedembed.data.partition import stats as partition_stats
 from fedembed.eval.baseline import train_gensim
 from fedembed.eval.wordsim import evaluate
@@ -44,7 +44,8 @@ def finalize(cfg: Config, run_dir: Path, prep, tables: dict[str, np.ndarray],
     report: dict[str, Any] = {
         "run": {"name": cfg.name, "rounds": cfg.federation.rounds, "clients": cfg.partition.num_clients,
                 "partition": cfg.partition.name, "family": cfg.model.family, "dim": cfg.model.dim,
-                "vocab_size": len(words), "tokens": int(sum(prep.manifest.tokens)),
+                "vocab_size": len(words),
+                "tokens": None if cfg.data.format == DEVICES else int(sum(prep.manifest.tokens)),  # on the devices
                 "skipped_clients": prep.manifest.skipped},
         "quality": quality,
         "privacy": privacy if privacy is not None else Ledger().summary(),

@@ -7,7 +7,7 @@ a resumed run refuses a scenario that differs from the one it started with, exce
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fedembed import checkpoint, config as config_mod
 from fedembed.errors import CheckpointError, ConfigError
@@ -16,7 +16,9 @@ CONFIG = "config.toml"
 
 
 def open_run_dir(out: Path, scenario: str | Path | config_mod.Config | None, overrides: dict[str, Any] | None,
-                 resume: bool) -> tuple[config_mod.Config, Path]:
+                 resume: bool, check: Callable[[config_mod.Config], None] | None = None
+                 ) -> tuple[config_mod.Config, Path]:
+    """`check`: the caller's own refusals, applied before anything is written."""
     out = Path(out)
     overrides = dict(overrides or {})
     if resume:
@@ -24,6 +26,8 @@ def open_run_dir(out: Path, scenario: str | Path | config_mod.Config | None, ove
         if not saved_path.is_file():
             raise CheckpointError(f"cannot resume: {out} has no {CONFIG} (was a run started there?)")
         saved = config_mod.load(saved_path)
+        if check is not None:
+            check(saved)
         rounds = overrides.pop("federation.rounds", None)
         if scenario is not None or overrides:
             asked = scenario if isinstance(scenario, config_mod.Config) else config_mod.load(scenario, overrides)
@@ -42,6 +46,8 @@ def open_run_dir(out: Path, scenario: str | Path | config_mod.Config | None, ove
     cfg = scenario if isinstance(scenario, config_mod.Config) else config_mod.load(scenario, overrides)
     if isinstance(scenario, config_mod.Config) and overrides:
         cfg = config_mod.load(None, {**config_mod.flatten(cfg.to_dict()), **overrides})
+    if check is not None:
+        check(cfg)
     if (out / CONFIG).exists() or checkpoint.exists(out):
         raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
     out.mkdir(parents=True, exist_ok=True)

@@ -64,6 +64,15 @@ def _loopback(address: str) -> bool:
     return not address or host in ("127.0.0.1", "localhost")
 
 
+def _simulatable(cfg: Config) -> None:
+    from fedembed.config import DEVICES
+    from fedembed.errors import ConfigError
+
+    if cfg.data.format == DEVICES:
+        raise ConfigError("data.format = \"devices\" is for a deployed federation whose nodes hold their own "
+                          "corpus (docs/DEPLOY.md); a simulation needs a corpus the server can partition")
+
+
 def simulate(config: str | Path | Config | None = None, out: str | Path = "runs/default", *, resume: bool = False,
              overrides: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
     """Run (or resume) a scenario; returns report.json's content."""
@@ -73,7 +82,7 @@ def simulate(config: str | Path | Config | None = None, out: str | Path = "runs/
     from fedembed.federation.pool import num_nodes
     from server.app import build
 
-    cfg, run_dir = open_run_dir(Path(out), config, overrides, resume)
+    cfg, run_dir = open_run_dir(Path(out), config, overrides, resume, check=_simulatable)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if _loopback(cfg.simulation.ray_address):
         # Ray 2.55 still binds its GCS and raylet to the default-route interface's address (on all

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from fedembed import vocab as vocab_mod
 from fedembed.attacks.privacy.plant import plant as plant_attack_data
-from fedembed.config import Config
+from fedembed.config import DEVICES, Config
 from fedembed.data.corpus import BUILTIN, read_corpus
 from fedembed.data.partition import make as make_partitioner, stats as partition_stats
 from fedembed.data.shards import Manifest, ShardWriter
@@ -47,6 +47,12 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
             return Prepared(vocab, manifest, shard_dir)
     vocab = build_vocab(cfg)
     vocab.save(vocab_path)
+    if cfg.data.format == DEVICES:  # every node brings its own corpus: no shards here, sizes unknown
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        k = cfg.partition.num_clients
+        manifest = Manifest(k, vocab.fingerprint(), [0] * k, [0] * k, [0] * k)
+        manifest.save(manifest_path)
+        return Prepared(vocab, manifest, shard_dir)
     manifest = write_shards(cfg, vocab, shard_dir)
     manifest = plant_attack_data(cfg, vocab, run_dir, shard_dir, manifest)  # canaries, held-out sentences
     manifest.save(manifest_path)

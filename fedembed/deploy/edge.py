@@ -31,6 +31,7 @@ from typing import Iterator
 
 import numpy as np
 
+from fedembed.config import DEVICES
 from fedembed.data.shards import ShardWriter, shard_paths
 from fedembed.errors import ConfigError, CorpusError
 from fedembed.signals import default_signal_handlers
@@ -57,6 +58,10 @@ def local_data(data_path: str | None, server_shard_dir: str, cfg, counts: np.nda
     machine). A shard directory: that. Anything else is this device's raw corpus.
     """
     if not data_path:
+        if not server_shard_dir:
+            raise CorpusError("the scenario keeps the data on the devices (data.format = \"devices\") and this "
+                              "node has none: start it with its corpus (`fedembed client --data PATH`, or "
+                              "node config data-path)")
         return Path(server_shard_dir), partition_id
     path = Path(data_path).expanduser()
     if is_shard_dir(path, partition_id):
@@ -96,8 +101,9 @@ def local_shard(corpus: Path, cfg, counts: np.ndarray) -> Path:
     from fedembed.data.corpus import read_corpus
 
     source = _vocab_source(cfg)
+    fmt = "auto" if cfg.data.format == DEVICES else cfg.data.format  # "devices": whatever this device holds
     key = hashlib.sha256(json.dumps([_identity(corpus), source, cfg.vocab.min_count, cfg.vocab.max_size,
-                                     cfg.data.format, hashlib.sha256(np.ascontiguousarray(counts, dtype=np.int64)
+                                     fmt, hashlib.sha256(np.ascontiguousarray(counts, dtype=np.int64)
                                                                      .tobytes()).hexdigest()]).encode())
     directory = cache_root() / key.hexdigest()[:20]
     done = directory / _DONE
@@ -106,7 +112,7 @@ def local_shard(corpus: Path, cfg, counts: np.ndarray) -> Path:
     vocab = _public_vocab(cfg, source, counts)
     directory.mkdir(parents=True, exist_ok=True)
     writer = ShardWriter(directory, 1)
-    for doc in read_corpus(corpus, cfg.data.format):
+    for doc in read_corpus(corpus, fmt):
         writer.append(0, vocab.encode(doc.tokens), doc.unit)
     stats = writer.close()
     if stats.tokens[0] == 0:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from fedembed import checkpoint, metrics, models
 from fedembed.aggregate import collector
-from fedembed.config import Config
+from fedembed.config import DEVICES, Config
 from fedembed.data.prepare import Prepared, prepare
 from fedembed.errors import CheckpointError, FedembedError, UpdateError
 from fedembed.eval import per_round
@@ -155,8 +155,8 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
               copies: ServerCopies | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     lr_start, lr_end = learning_rates(cfg, rnd)
-    ins = wire.TrainInstruction(rnd, lr_start, lr_end, cfg.seed, privacy.round_config(cfg),
-                                str(prep.shard_dir.resolve()))
+    shards = "" if cfg.data.format == DEVICES else str(prep.shard_dir.resolve())  # "": the nodes' own data
+    ins = wire.TrainInstruction(rnd, lr_start, lr_end, cfg.seed, privacy.round_config(cfg), shards)
     content = wire.train_content(wire.arrays(state.tables), vocab_record, ins)
     down = wire.nbytes(content)
     copies = copies or ServerCopies()

@@ -153,6 +153,24 @@ def test_edge_client_refuses_another_vocabulary(tmp_path, monkeypatch):
         edge.local_data(str(tmp_path / "gone.txt"), "", cfg, good, 0)
 
 
+def test_edge_client_refuses_other_words_with_the_servers_counts(tmp_path, monkeypatch):
+    """Counts alone cannot tell two word lists apart; the server's fingerprint can."""
+    monkeypatch.setenv(edge.CACHE_ENV, str(tmp_path / "cache"))
+    cfg = _edge_cfg(tmp_path)
+    server = from_word_list(Path(cfg.vocab.source))
+    other = tmp_path / "other.txt"
+    other.write_text(Path(cfg.vocab.source).read_text(encoding="utf-8").replace("tiger", "lion"), encoding="utf-8")
+    monkeypatch.setenv(edge.VOCAB_ENV, str(other))
+    corpus = tmp_path / "device.txt"
+    corpus.write_text("lion cat computer\n", encoding="utf-8")
+    assert edge.local_data(str(corpus), "", cfg, server.counts, 0)[1] == 0          # no fingerprint: counts pass
+    with pytest.raises(ConfigError, match="has the server's counts but not its words"):
+        edge.local_data(str(corpus), "", cfg, server.counts, 0, server.fingerprint())
+    monkeypatch.setenv(edge.VOCAB_ENV, cfg.vocab.source)
+    shard, _ = edge.local_data(str(corpus), "", cfg, server.counts, 0, server.fingerprint())
+    assert load_shard(shard, 0)[0].tolist() == [1, 2]                                  # "lion" is not a word here
+
+
 def test_peak_memory_is_reported(monkeypatch):
     lines = []
     monkeypatch.setattr(edge, "report", lines.append)

@@ -51,7 +51,7 @@ def is_shard_dir(path: Path, partition_id: int) -> bool:
 
 
 def local_data(data_path: str | None, server_shard_dir: str, cfg, counts: np.ndarray,
-               partition_id: int) -> tuple[Path, int]:
+               partition_id: int, fingerprint: str = "") -> tuple[Path, int]:
     """(shard directory, client index in it) for this round.
 
     No `data-path`: the server's shard directory (simulation, or a SuperNode on the server's
@@ -68,7 +68,7 @@ def local_data(data_path: str | None, server_shard_dir: str, cfg, counts: np.nda
         return path, partition_id
     if not path.exists():
         raise CorpusError(f"data-path does not exist on this node: {path}")
-    return local_shard(path, cfg, counts), 0
+    return local_shard(path, cfg, counts, fingerprint), 0
 
 
 def _vocab_source(cfg) -> str:
@@ -94,8 +94,9 @@ def _identity(path: Path) -> str:
     return h.hexdigest()
 
 
-def local_shard(corpus: Path, cfg, counts: np.ndarray) -> Path:
-    """This device's shard of `corpus` under the server's vocabulary (built once, then cached)."""
+def local_shard(corpus: Path, cfg, counts: np.ndarray, fingerprint: str = "") -> Path:
+    """This device's shard of `corpus` under the server's vocabulary (built once, then cached);
+    `fingerprint`, when the server sends one, must be that of the vocabulary built here."""
     # Imported here: the tokenizer builds its Unicode tables at import, a cost every round's
     # fresh ClientApp process would otherwise pay even when the shard is already cached.
     from fedembed.data.corpus import read_corpus
@@ -104,12 +105,12 @@ def local_shard(corpus: Path, cfg, counts: np.ndarray) -> Path:
     fmt = "auto" if cfg.data.format == DEVICES else cfg.data.format  # "devices": whatever this device holds
     key = hashlib.sha256(json.dumps([_identity(corpus), source, cfg.vocab.min_count, cfg.vocab.max_size,
                                      fmt, hashlib.sha256(np.ascontiguousarray(counts, dtype=np.int64)
-                                                                     .tobytes()).hexdigest()]).encode())
+                                                                     .tobytes()).hexdigest(), fingerprint]).encode())
     directory = cache_root() / key.hexdigest()[:20]
     done = directory / _DONE
     if done.is_file():
         return directory
-    vocab = _public_vocab(cfg, source, counts)
+    vocab = _public_vocab(cfg, source, counts, fingerprint)
     directory.mkdir(parents=True, exist_ok=True)
     writer = ShardWriter(directory, 1)
     for doc in read_corpus(corpus, fmt):
@@ -126,8 +127,9 @@ def local_shard(corpus: Path, cfg, counts: np.ndarray) -> Path:
     return directory
 
 
-def _public_vocab(cfg, source: str, counts: np.ndarray):
-    """Build the public vocabulary here and refuse it unless it is the server's, row by row."""
+def _public_vocab(cfg, source: str, counts: np.ndarray, fingerprint: str = ""):
+    """Build the public vocabulary here and refuse it unless it is the server's: row by row
+    (counts), then words and counts together (the server's fingerprint)."""
     from fedembed.data.prepare import build_vocab
 
     with default_signal_handlers():
@@ -138,6 +140,9 @@ def _public_vocab(cfg, source: str, counts: np.ndarray):
         raise ConfigError(f"this device's vocabulary (from {source}: {len(vocab)} words) is not the server's "
                           f"({len(server)} words" + (f"; counts differ from row {first}" if first is not None else "")
                           + "): use the same public word list and vocab settings as the server")
+    if fingerprint and vocab.fingerprint() != fingerprint:
+        raise ConfigError(f"this device's vocabulary (from {source}) has the server's counts but not its words "
+                          f"(fingerprint {vocab.fingerprint()}, server {fingerprint}): use the same public word list")
     return vocab
 
 

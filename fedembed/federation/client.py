@@ -30,7 +30,8 @@ def train_round(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: T
     wait = behaviour.start(cfg, ins.round, partition_id)  # a simulated dropout raises behaviour.Dropped
     torch.set_num_threads(max(1, int(cfg.simulation.num_cpus_per_client)))
     # A device's own shard or raw corpus (tokenized here, fedembed/deploy/edge.py), else the server's shards.
-    shard_dir, shard_index = edge.local_data(data_path, ins.shard_dir, cfg, counts, partition_id)
+    shard_dir, shard_index = edge.local_data(data_path, ins.shard_dir, cfg, counts, partition_id,
+                                             ins.vocab_fingerprint)
     ids, bounds = load_shard(shard_dir, shard_index)
     family = models.make(cfg)
     seed = int(np.random.SeedSequence([cfg.seed, ins.round, partition_id]).generate_state(1)[0])

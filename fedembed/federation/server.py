@@ -156,7 +156,8 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
     t0 = time.perf_counter()
     lr_start, lr_end = learning_rates(cfg, rnd)
     shards = "" if cfg.data.format == DEVICES else str(prep.shard_dir.resolve())  # "": the nodes' own data
-    ins = wire.TrainInstruction(rnd, lr_start, lr_end, cfg.seed, privacy.round_config(cfg), shards)
+    ins = wire.TrainInstruction(rnd, lr_start, lr_end, cfg.seed, privacy.round_config(cfg), shards,
+                                vocab_fingerprint=prep.vocab.fingerprint())
     content = wire.train_content(wire.arrays(state.tables), vocab_record, ins)
     down = wire.nbytes(content)
     copies = copies or ServerCopies()

@@ -35,6 +35,7 @@ class TrainInstruction:
                                  # privacy.clip set to this round's C (adaptive clipping moves it)
     shard_dir: str               # where simulated clients find their shard ("" = node's own data)
     record_dp: dict[str, Any] | None = None  # the node's record-level accountant state, as the server last saw it
+    vocab_fingerprint: str = ""  # the server's vocabulary (words and counts): a device checks the one it builds
 
 
 def arrays(tables: dict[str, np.ndarray]) -> ArrayRecord:
@@ -48,7 +49,8 @@ def from_arrays(record: ArrayRecord) -> dict[str, np.ndarray]:
 def train_content(global_record: ArrayRecord, vocab_record: ArrayRecord, ins: TrainInstruction) -> RecordDict:
     """`vocab_record` holds the public word counts (subsampling and negatives need them)."""
     cfg = ConfigRecord({"round": ins.round, "lr_start": ins.lr_start, "lr_end": ins.lr_end, "seed": ins.seed,
-                        "config": json.dumps(ins.config), "shard_dir": ins.shard_dir})
+                        "config": json.dumps(ins.config), "shard_dir": ins.shard_dir,
+                        "vocab_fingerprint": ins.vocab_fingerprint})
     content = RecordDict({GLOBAL: global_record, VOCAB: vocab_record, TRAIN: cfg})
     return with_record_dp(content, ins.record_dp) if ins.record_dp is not None else content
 
@@ -56,7 +58,8 @@ def train_content(global_record: ArrayRecord, vocab_record: ArrayRecord, ins: Tr
 def parse_train(content: RecordDict) -> tuple[dict[str, np.ndarray], np.ndarray, TrainInstruction]:
     c = content.config_records[TRAIN]
     ins = TrainInstruction(int(c["round"]), float(c["lr_start"]), float(c["lr_end"]), int(c["seed"]),
-                           json.loads(str(c["config"])), str(c["shard_dir"]), parse_record_dp(content))
+                           json.loads(str(c["config"])), str(c["shard_dir"]), parse_record_dp(content),
+                           str(c.get("vocab_fingerprint", "")))
     counts = content.array_records[VOCAB]["counts"].numpy()
     return from_arrays(content.array_records[GLOBAL]), counts, ins
 

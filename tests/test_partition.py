@@ -141,6 +141,25 @@ def test_shard_writer_roundtrip_across_flushes(tmp_path, monkeypatch):
         assert stats_.units[c] == 10
 
 
+def test_shard_writer_holds_no_file_open_per_client(tmp_path, monkeypatch):
+    """10,000 clients used to need 30,000 open files; 300 clients now write under a limit of 64."""
+    import resource
+
+    monkeypatch.setattr(shards_mod, "_FLUSH_TOKENS", 50)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+    try:
+        w = ShardWriter(tmp_path, 300)
+        for i in range(900):
+            w.append(i % 300, np.array([i, i + 1], dtype=np.int64), f"u{i}")
+        stats_ = w.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert stats_.tokens == [6] * 300 and stats_.sentences == [3] * 300
+    ids, bounds = load_shard(tmp_path, 7)
+    assert ids.tolist() == [7, 8, 307, 308, 607, 608] and bounds.tolist() == [2, 4, 6]
+
+
 def test_empty_shard_and_inconsistent_shard(tmp_path):
     ShardWriter(tmp_path, 2).close()
     ids, bounds = load_shard(tmp_path, 1)

@@ -43,10 +43,14 @@ class ShardWriter:
         self.sentences = [0] * num_clients
         self._units: list[dict[str, int]] = [{} for _ in range(num_clients)]
         self._sent_units: list[list[int]] = [[] for _ in range(num_clients)]
-        self._handles = []
+        # Files are created empty here and appended to at each flush, not held open: three
+        # handles per client ran out of file descriptors at ~6,700 clients.
         for k in range(num_clients):
-            ids_path, bounds_path = shard_paths(self.dir, k)
-            self._handles.append((open(ids_path, "wb"), open(bounds_path, "wb"), open(units_path(self.dir, k), "wb")))
+            for path in self._paths(k):
+                path.write_bytes(b"")
+
+    def _paths(self, client: int) -> tuple[Path, Path, Path]:
+        return (*shard_paths(self.dir, client), units_path(self.dir, client))
 
     def append(self, client: int, ids: np.ndarray, unit: str) -> None:
         if len(ids) == 0:
@@ -64,10 +68,11 @@ class ShardWriter:
                 continue
             lengths = np.array([len(c) for c in chunks], dtype=np.int64)
             ends = self.tokens[k] + np.cumsum(lengths)
-            fh_ids, fh_bounds, fh_units = self._handles[k]
-            np.concatenate(chunks).tofile(fh_ids)
-            ends.tofile(fh_bounds)
-            np.array(self._sent_units[k], dtype=np.int32).tofile(fh_units)
+            ids_path, bounds_path, units = self._paths(k)
+            for path, values in ((ids_path, np.concatenate(chunks)), (bounds_path, ends),
+                                 (units, np.array(self._sent_units[k], dtype=np.int32))):
+                with open(path, "ab") as fh:
+                    values.tofile(fh)
             self._sent_units[k] = []
             self.tokens[k] = int(ends[-1])
             self.sentences[k] += len(chunks)
@@ -76,9 +81,6 @@ class ShardWriter:
 
     def close(self) -> ShardStats:
         self.flush()
-        for handles in self._handles:
-            for fh in handles:
-                fh.close()
         return ShardStats(self.tokens, self.sentences, [len(u) for u in self._units])
 
 

@@ -5,8 +5,10 @@ One scenario (default simulations/scenarios/scale_1000_clients.toml: 1,000 IID c
 
 * **floor** — the same rounds replayed in a plain Python loop: for every sampled client
   `fedembed.federation.client.train_round` (the function the ClientApp calls: shard load,
-  local SGNS, delta, update pipeline) and the server's `Accumulator` + row-wise division,
-  with no Flower, no Ray, no messages. One process, one thread: the compute-only floor.
+  local SGNS, delta, update pipeline) and the server's `Accumulator` + row-wise division
+  (with sparse uploads on, the client's rows are packed and added in place, as the
+  framework's server does), with no Flower, no Ray, no messages. One process, one thread:
+  the compute-only floor.
 * **framework** — `fedembed.simulate` (Flower's simulation runtime on Ray), its per-round
   `seconds` from metrics.jsonl (sending the round's messages → update applied).
 
@@ -58,7 +60,7 @@ def floor(run_dir: Path, rounds: int) -> dict:
     from fedembed.aggregate import divide_rows
     from fedembed.aggregate.accumulate import Accumulator
     from fedembed.data.shards import Manifest
-    from fedembed.federation import client, server, wire
+    from fedembed.federation import client, server, sparse, wire
     from fedembed.vocab import Vocabulary
 
     cfg = config_mod.load(run_dir / "config.toml")
@@ -75,7 +77,11 @@ def floor(run_dir: Path, rounds: int) -> dict:
         acc = Accumulator(shapes)
         for p in server.sample_clients(cfg, active, rnd):
             u = client.train_round(tables, vocab.counts, ins, p)
-            acc.add(u.tables, u.weights)
+            if cfg.federation.sparse_upload:  # the server's cheapest path, as the framework takes it
+                values, weights, rows = sparse.pack(u.tables, u.weights)
+                acc.add_rows(values, weights, rows)
+            else:
+                acc.add(u.tables, u.weights)
         for name, d in divide_rows(acc.sums, acc.weights).items():
             tables[name] += cfg.federation.server_lr * d
         per_round.append(time.perf_counter() - t0)

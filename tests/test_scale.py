@@ -87,7 +87,7 @@ def test_replies_are_pulled_with_a_short_backing_off_poll(monkeypatch):
     monkeypatch.setattr(stream.time, "sleep", sleep)
     msgs = [Message(content=wire.node_content(-1, -1), dst_node_id=n, message_type="query") for n in grid.nodes]
     assert len(list(stream.send_and_receive(grid, msgs))) == 2
-    assert sleeps == [0.01, 0.02, 0.04, 0.08, 0.1, 0.1]
+    assert sleeps == [0.01, 0.02, 0.025, 0.025, 0.025, 0.025]
 
 
 def test_sparse_uploads_with_a_window_give_the_dense_paths_tables_bit_for_bit(tmp_path, write_scenario):

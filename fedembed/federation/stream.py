@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from flwr.app import Message
 
 POLL_S = 0.01
-MAX_POLL_S = 0.1
+MAX_POLL_S = 0.025
 
 
 def send_and_receive(grid, messages: Iterable[Message], window: int = 0, timeout: float | None = None,

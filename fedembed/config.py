@@ -21,7 +21,7 @@ from fedembed.errors import ConfigError
 @dataclass
 class DataConfig:
     corpus: str = "builtin"        # "builtin", a text file, a directory, or a .jsonl file
-    format: str = "auto"           # auto | text | dir | jsonl | builtin | devices (each node's own; the server holds none)
+    format: str = "auto"           # auto | text | dir | jsonl | builtin | devices (nodes' own data, none on the server)
 
 
 @dataclass
@@ -297,11 +297,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"federation.clients_per_round ({cfg.federation.clients_per_round}) exceeds "
                           f"partition.num_clients ({cfg.partition.num_clients})")
     if cfg.data.format == DEVICES:
-        needs = [k for k, on in (("eval.baseline", cfg.eval.baseline), ("privacy_attacks.canary", cfg.privacy_attacks.canary),
+        needs = [k for k, on in (("eval.baseline", cfg.eval.baseline),
+                                 ("privacy_attacks.canary", cfg.privacy_attacks.canary),
                                  ("privacy_attacks.membership", cfg.privacy_attacks.membership)) if on]
         if needs:
-            raise ConfigError(f"data.format = \"devices\" (the data stays on the devices) rules out {', '.join(needs)}: "
-                              "they need the corpus on the server")
+            raise ConfigError(f"data.format = \"devices\" (the data stays on the devices) rules out "
+                              f"{', '.join(needs)}: they need the corpus on the server")
     if cfg.train.min_lr > cfg.train.lr:
         raise ConfigError(f"train.min_lr ({cfg.train.min_lr}) exceeds train.lr ({cfg.train.lr})")
     if cfg.train.batch_size % cfg.train.neg_share:

@@ -250,3 +250,67 @@ def test_a_trimmed_huge_value_costs_the_kept_values_no_precision():
     evil = [np.full((1, 1), -4503599895805953.0, np.float32)]
     trim, _ = _aggregate("trimmed_mean", honest + evil, **{"robust.trim_fraction": 0.49})
     assert trim.tolist() == [[1.5]]
+
+
+class _NewestFirst:
+    """Flower's grid calls over the real ClientApp handlers, answering the newest message first
+    (the reverse of the order the replies come in under `InProcessGrid`)."""
+
+    def __new__(cls, num: int):
+        from test_scale import PushPullGrid
+
+        class Grid(PushPullGrid):
+            def pull_messages(self, message_ids):
+                ready = [i for i in self.in_flight if i in set(message_ids)][::-1]
+                return [self._answer(i, self.in_flight.pop(i)) for i in ready]
+
+        return Grid(num)
+
+
+def test_krum_gives_the_same_tables_whatever_order_the_replies_arrive_in(tmp_path, write_scenario):
+    """With three clients and f = 0 each score is a nearest-neighbour distance, so the two
+    closest updates tie on many rows: the server must break the tie by partition, not arrival."""
+    from fedembed import checkpoint
+    from fedembed.federation import server
+    from test_scale import PushPullGrid
+
+    runs = {}
+    for name, grid in (("oldest", PushPullGrid(3, per_pull=3)), ("newest", _NewestFirst(3))):
+        cfg = config_mod.load(write_scenario(f"{name}.toml", federation={"rounds": 2, "aggregate": "krum"},
+                                             robust={"byzantine": 0}))
+        server.run(grid, cfg, tmp_path / name, progress=False)
+        runs[name] = checkpoint.load(tmp_path / name).tables
+    for table in runs["oldest"]:
+        np.testing.assert_array_equal(runs["oldest"][table], runs["newest"][table])
+
+
+def test_norm_bound_clips_sparse_uploads_like_dense_ones(tmp_path, write_scenario):
+    """A sparse reply must not slip past the server's bound by being added row by row."""
+    from fedembed import checkpoint
+    from fedembed.federation import server
+    from test_scale import PushPullGrid
+
+    from flwr.app import Array, ArrayRecord
+
+    from fedembed.federation import wire
+
+    class Boosting(PushPullGrid):
+        """Client 0 skips its clipping stage and sends its update ×1000 (a malicious client)."""
+
+        def _answer(self, msg_id, m):
+            reply = super()._answer(msg_id, m)
+            if self.nodes[m.metadata.dst_node_id] == 0 and reply.content is not None \
+                    and wire.UPDATE in reply.content.array_records:
+                update = reply.content.array_records[wire.UPDATE]
+                reply.content[wire.UPDATE] = ArrayRecord({k: Array(a.numpy() * 1000) for k, a in update.items()})
+            return reply
+
+    runs = {}
+    for name, sparse in (("dense", False), ("sparse", True)):
+        cfg = config_mod.load(write_scenario(f"{name}.toml", federation={"rounds": 2, "aggregate": "norm_bound",
+                                                                         "sparse_upload": sparse},
+                                             robust={"norm_bound": 0.05}))
+        server.run(Boosting(3, per_pull=3), cfg, tmp_path / name, progress=False)
+        runs[name] = checkpoint.load(tmp_path / name).tables
+    for table in runs["dense"]:
+        np.testing.assert_allclose(runs["sparse"][table], runs["dense"][table], rtol=0, atol=1e-7)

@@ -36,6 +36,8 @@ def _check_weights(name: str, w: np.ndarray) -> None:
 
 
 class Accumulator:
+    adds_rows = True   # `add_rows` gives `add`'s sums; a subclass whose `add` transforms the update sets False
+
     def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
         self.shapes = shapes
         self.sums = {k: np.zeros(s, dtype=np.float64) for k, s in shapes.items()}

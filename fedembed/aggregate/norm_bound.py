@@ -76,6 +76,7 @@ class ClipDeltas:
 
 class NormBoundAccumulator(Accumulator):
     """Fixed C: running sums of clipped Δ and presence (streaming, like the plain mean)."""
+    adds_rows = False  # the bound is on the whole update: a sparse reply is expanded and clipped like a dense one
 
     def __init__(self, shapes: dict[str, tuple[int, ...]], bound: float, row_bound: float) -> None:
         super().__init__(shapes)

@@ -174,11 +174,27 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
     up = 0
     loss_sum = examples = 0.0
     limit = cfg.federation.max_update_mb * 2**20
-    in_place = hasattr(acc, "add_rows") and not privacy.checks_replies
+    in_place = getattr(acc, "adds_rows", False) and not privacy.checks_replies
+    # A rule that keeps every update (median, Krum, …) gets them in partition order at the end of
+    # the round, so that ties (Krum between two holders of a row) break the same way whatever
+    # order the replies arrived in; running sums take each reply as it comes.
+    held: list[tuple[int, int, RecordDict, dict, dict, dict]] | None = None if hasattr(acc, "adds_rows") else []
+
+    def accept(p: int, reply: RecordDict, m: dict[str, float]) -> None:
+        nonlocal loss_sum, examples
+        privacy.observe(m)
+        if p >= 0:
+            copies.observe(p, reply)
+        loss_sum += m.get("loss", 0.0) * m.get("examples", 0.0)
+        examples += m.get("examples", 0.0)
+
+    def reject(src: int, exc: UpdateError) -> None:
+        rejected.append(f"node {src}: {exc}")
+        log.warning("round %d: rejected update from node %d: %s", rnd, src, exc)
 
     def take(p: int, src: int, reply: RecordDict) -> None:
         """One client's update: size, shape and privacy checks, then into the sums."""
-        nonlocal up, loss_sum, examples
+        nonlocal up
         size = wire.nbytes(reply)
         up += size
         try:
@@ -191,16 +207,14 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
             else:
                 tables, weights, m = wire.parse_reply(reply, shapes)
                 privacy.check_reply(tables, weights, m)
+                if held is not None:
+                    held.append((p, src, reply, tables, weights, m))
+                    return
                 acc.add(tables, weights)
         except UpdateError as exc:
-            rejected.append(f"node {src}: {exc}")
-            log.warning("round %d: rejected update from node %d: %s", rnd, src, exc)
+            reject(src, exc)
             return
-        privacy.observe(m)
-        if p >= 0:
-            copies.observe(p, reply)
-        loss_sum += m.get("loss", 0.0) * m.get("examples", 0.0)
-        examples += m.get("examples", 0.0)
+        accept(p, reply, m)
 
     msgs = [m for m, _ in asked.values()]
     for reply in stream.send_and_receive(grid, msgs, cfg.federation.max_in_flight, timeout) if msgs else []:
@@ -221,6 +235,13 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
         failures.extend(f"node {src}, client {p}: {why}" for p, why in errors.items())
         for p, sub in replies.items():
             take(p, src, sub)
+    for p, src, reply, tables, weights, m in sorted(held or [], key=lambda h: h[0]):
+        try:
+            acc.add(tables, weights)
+        except UpdateError as exc:
+            reject(src, exc)
+            continue
+        accept(p, reply, m)
     missing = len(clients) - acc.count - len(failures) - len(rejected)
     if acc.count == 0 and clients:  # none sampled (Poisson) is a round like any other: noise only
         reasons = "; ".join(failures + rejected) or f"{missing} client(s) did not answer in time"

@@ -72,7 +72,9 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, write_scenario
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and proc.poll() is None:
-            if len(metrics.read(killed)) >= 2:
+            # The checkpoint, not metrics.jsonl: a round's metrics line is written just before its
+            # checkpoint, and a kill between the two leaves the previous round's checkpoint.
+            if checkpoint.exists(killed) and checkpoint.load(killed).round >= 2:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, "the run ended before it could be killed"

@@ -104,6 +104,15 @@ def scores(vocab: Vocabulary, cfg, tables) -> dict:
     return {n: q[n]["spearman"] for n in LISTS}
 
 
+def report_round(line: str, rnd: int, eval_every: int, cfg, vocab: Vocabulary, tables, curve: list) -> None:
+    """Print a round's progress line, with the word-similarity scores every `eval_every` rounds (kept in `curve`)."""
+    if eval_every and rnd % eval_every == 0 and rnd < cfg.federation.rounds:
+        s = scores(vocab, cfg, tables)
+        curve.append({"round": rnd, **s})
+        line += f" ws {s['wordsim353']:.4f} sl {s['simlex999']:.4f}"
+    print(line, flush=True)
+
+
 def run_user(clients: int, epsilon: float, overrides: dict, seed: int, eval_every: int, workers: int) -> dict:
     """One user-level DP-FedAvg run; ε = inf means clipping with noise_multiplier 0."""
     run = prepare_shards(clients)
@@ -140,11 +149,7 @@ def run_user(clients: int, epsilon: float, overrides: dict, seed: int, eval_ever
         entry = session.end_round(rnd)
         eps = entry["units"]["user"]["epsilon"] if entry else None
         line = f"round {rnd} clients {len(chosen)} eps {eps} clip {session.user.clip:.4g} {time.perf_counter() - t0:.0f}s"
-        if eval_every and rnd % eval_every == 0 and rnd < cfg.federation.rounds:
-            s = scores(vocab, cfg, tables)
-            curve.append({"round": rnd, **s})
-            line += f" ws {s['wordsim353']:.4f} sl {s['simlex999']:.4f}"
-        print(line, flush=True)
+        report_round(line, rnd, eval_every, cfg, vocab, tables, curve)
     summary = session.summary()
     return {"series": "user", "clients": clients, "target_epsilon": epsilon, "epsilon": summary["epsilon"],
             "delta": summary["delta"], "rounds": summary["rounds"], "stopped": stopped,
@@ -191,11 +196,7 @@ def run_record(clients: int, epsilon: float, overrides: dict, seed: int, eval_ev
         for name, d in divide_rows(acc.sums, acc.weights).items():
             tables[name] += d
         line = f"round {rnd} eps {eps:.4g} {time.perf_counter() - t0:.0f}s"
-        if eval_every and rnd % eval_every == 0 and rnd < cfg.federation.rounds:
-            s = scores(vocab, cfg, tables)
-            curve.append({"round": rnd, **s})
-            line += f" ws {s['wordsim353']:.4f} sl {s['simlex999']:.4f}"
-        print(line, flush=True)
+        report_round(line, rnd, eval_every, cfg, vocab, tables, curve)
     sigma = next(iter(states.values()))["noise_multiplier"] if states else 0.0
     return {"series": "record", "clients": clients, "target_epsilon": epsilon,
             "epsilon": eps if cfg.privacy.record.enabled else math.inf, "delta": cfg.privacy.record.delta,

@@ -33,6 +33,7 @@ def presence_weights(row_counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 
 class UpdateCollector:
     """Keeps each client's Δ and touched rows; `combine` (one rule) reduces them row by row."""
+    keeps_updates = True   # the server adds a round's updates in partition order (ties break the same way)
 
     def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
         self.shapes = shapes

@@ -59,7 +59,7 @@ def train_content(content: RecordDict, partitions: list[int], states: dict[int, 
     out[POOL] = ConfigRecord({"partitions": [int(p) for p in partitions]})
     for p in partitions:
         if p in states:
-            out[f"{wire.RECORD_DP}.{p}"] = wire.with_record_dp(RecordDict(), states[p])[wire.RECORD_DP]
+            out[f"{wire.RECORD_DP}.{p}"] = wire.record_dp_record(states[p])
     return out
 
 

@@ -178,7 +178,8 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
     # A rule that keeps every update (median, Krum, …) gets them in partition order at the end of
     # the round, so that ties (Krum between two holders of a row) break the same way whatever
     # order the replies arrived in; running sums take each reply as it comes.
-    held: list[tuple[int, int, RecordDict, dict, dict, dict]] | None = None if hasattr(acc, "adds_rows") else []
+    held: list[tuple[int, int, RecordDict, dict, dict, dict]] | None = \
+        [] if getattr(acc, "keeps_updates", False) else None
 
     def accept(p: int, reply: RecordDict, m: dict[str, float]) -> None:
         nonlocal loss_sum, examples

@@ -95,7 +95,11 @@ def with_record_dp(content: RecordDict, state: dict[str, Any]) -> RecordDict:
 
 def put_record_dp(content: RecordDict, state: dict[str, Any]) -> None:
     """Store a node's accountant state in `content`: a message, or the node's `context.state`."""
-    content[RECORD_DP] = ConfigRecord({"state": json.dumps(state)})
+    content[RECORD_DP] = record_dp_record(state)
+
+
+def record_dp_record(state: dict[str, Any]) -> ConfigRecord:
+    return ConfigRecord({"state": json.dumps(state)})
 
 
 def parse_record_dp(content: RecordDict) -> dict[str, Any] | None:

@@ -2,14 +2,16 @@
 
 The same scenario (clients, data, vocabulary, model, rounds) runs twice:
   * simulation: `fedembed.simulate` (Flower's simulation runtime, Ray, in-process);
-  * deployment: one `flower-superlink` and N `flower-supernode` processes on loopback with
-    TLS and SuperNode authentication, the run submitted with `flwr run`
-    (fedembed/deploy/federation.py).
+  * deployment: one `flower-superlink` and N SuperNode processes on loopback with TLS and
+    SuperNode authentication, the run submitted with `flwr run` (fedembed/deploy/federation.py),
+    once per node runtime: Flower's `flower-supernode` (a fresh `flwr-clientapp` process per
+    message) and fedembed's in-process node (fedembed/deploy/node_runtime.py).
 Both write metrics.jsonl with each round's wall seconds as the ServerApp sees them
 (broadcast, client training, replies, aggregation); this script compares them round by
 round and their medians. Target: deployed ≤ 1.2 × simulated.
 
     python bench/deploy_round.py                  # bench/data/corpus/builtin (0.5M tokens), 3 clients, 3 rounds
+    python bench/deploy_round.py --runtime inprocess flower --state memory --rounds 5 --tag runtimes
     python bench/deploy_round.py --corpus bench/data/corpus/builtin --vocab bench/data/vocab.tsv --tag small
     python bench/deploy_round.py --corpus bench/data/corpus --vocab bench/data/vocab.tsv --tag full
     python bench/deploy_round.py --corpus bench/data/corpus --vocab bench/data/vocab.tsv --local-epochs 3 --tag full_e3
@@ -17,6 +19,10 @@ round and their medians. Target: deployed ≤ 1.2 × simulated.
 `--corpus builtin` (fedembed's built-in corpus) is parsed by gensim's WikiCorpus, whose
 forked helper processes break a ServerApp under the deployment runtime (docs/DEPLOY.md,
 "Limits"); bench/data/corpus/builtin is the same text as plain files (bench/get_corpus.sh).
+
+The deployed run is not log-streamed (`flwr run --stream` polls the SuperLink all along): the
+script waits for its report.json. `--state memory` keeps the SuperLink's state in memory
+(Flower's default; `fedembed deploy`'s), `file` in superlink.db.
 
 Writes bench/out/deploy_round[_TAG].json. Loopback only; every process started is stopped.
 """
@@ -83,16 +89,17 @@ def client_train_seconds(logs: Path) -> dict[int, list[float]]:
     return found
 
 
-def run_deployed(scenario: Path, out: Path, work: Path, clients: int) -> tuple[list[float], float, float]:
+def run_deployed(scenario: Path, out: Path, work: Path, clients: int, runtime: str,
+                 persist: bool) -> tuple[list[float], float, float]:
     from fedembed.deploy.federation import LocalFederation
 
-    fed = LocalFederation(work, clients)
+    fed = LocalFederation(work, clients, runtime=runtime, persist=persist)
     try:
         t0 = time.perf_counter()
         fed.start()
         startup = time.perf_counter() - t0
         t0 = time.perf_counter()
-        fed.run({"scenario": str(scenario), "out": str(out)}, timeout=3600)
+        fed.run({"scenario": str(scenario), "out": str(out)}, timeout=3600, done=out / "report.json")
         total = time.perf_counter() - t0
     finally:
         left = fed.stop()
@@ -111,6 +118,11 @@ def main() -> int:
     ap.add_argument("--dim", type=int, default=50)
     ap.add_argument("--local-epochs", type=int, default=1, help="more client work per round")
     ap.add_argument("--work", default="/tmp/fedembed-deploy-bench", help="scratch directory (deleted first)")
+    ap.add_argument("--runtime", nargs="+", default=["flower", "inprocess"], choices=["flower", "inprocess"],
+                    help="SuperNode runtime(s) to deploy with: flower-supernode, fedembed's in-process node")
+    ap.add_argument("--state", choices=["file", "memory"], default="file",
+                    help="SuperLink state: a database file (survives restarts; `fedembed deploy`'s) or Flower's "
+                         "default in-memory state")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
 
@@ -120,32 +132,35 @@ def main() -> int:
     scenario = work / "scenario.toml"
     scenario.write_text(scenario_text(args), encoding="utf-8")
 
-    load_before = os.getloadavg()[0]
+    load = {"before": os.getloadavg()[0]}
     sim, sim_total = run_simulated(scenario, work / "sim")
-    load_mid = os.getloadavg()[0]
-    dep, dep_total, startup = run_deployed(scenario, work / "deployed", work / "fed", args.clients)
-    load_after = os.getloadavg()[0]
-    ratio = [d / s for d, s in zip(dep, sim)]
-    trained = client_train_seconds(work / "fed" / "logs")
-    slowest = [max(trained.get(r + 1, [0.0])) for r in range(len(dep))]
-    result = {
+    load["after_simulated"] = os.getloadavg()[0]
+    result: dict = {
         "setting": {k: getattr(args, k) for k in ("corpus", "vocab", "min_count", "clients", "rounds", "dim",
-                                                  "local_epochs")},
-        "simulated_round_s": sim, "deployed_round_s": dep, "ratio_per_round": ratio,
-        "median_simulated_s": statistics.median(sim), "median_deployed_s": statistics.median(dep),
-        "median_ratio": statistics.median(dep) / statistics.median(sim),
-        "simulated_total_s": sim_total, "deployed_run_total_s": dep_total, "deployed_startup_s": startup,
-        "deployed_slowest_client_train_s": slowest,
-        "deployed_overhead_s": [d - t for d, t in zip(dep, slowest)],
-        "load_avg_1min": {"before": load_before, "after_simulated": load_mid, "after_deployed": load_after},
-        "cpu_count": os.cpu_count(),
+                                                  "local_epochs", "state")},
+        "simulated_round_s": sim, "median_simulated_s": statistics.median(sim), "simulated_total_s": sim_total,
+        "deployed": {}, "load_avg_1min": load, "cpu_count": os.cpu_count(),
     }
+    for runtime in args.runtime:
+        fed_dir = work / f"fed-{runtime}"
+        dep, dep_total, startup = run_deployed(scenario, work / f"deployed-{runtime}", fed_dir, args.clients,
+                                               runtime, args.state == "file")
+        load[f"after_{runtime}"] = os.getloadavg()[0]
+        trained = client_train_seconds(fed_dir / "logs")
+        slowest = [max(trained.get(r + 1, [0.0])) for r in range(len(dep))]
+        result["deployed"][runtime] = {
+            "round_s": dep, "ratio_per_round": [d / s for d, s in zip(dep, sim)],
+            "median_round_s": statistics.median(dep), "median_ratio": statistics.median(dep) / statistics.median(sim),
+            "run_total_s": dep_total, "startup_s": startup, "slowest_client_train_s": slowest,
+            "overhead_s": [d - t for d, t in zip(dep, slowest)],
+        }
     out = ROOT / "bench" / "out" / f"deploy_round{'_' + args.tag if args.tag else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
-    print(f"\nmedian round: simulated {result['median_simulated_s']:.2f}s, deployed "
-          f"{result['median_deployed_s']:.2f}s, ratio {result['median_ratio']:.2f} (target <= 1.2)")
+    for runtime, r in result["deployed"].items():
+        print(f"median round: simulated {result['median_simulated_s']:.2f}s, deployed ({runtime} SuperNodes) "
+              f"{r['median_round_s']:.2f}s, ratio {r['median_ratio']:.2f} (target <= 1.2)")
     print(f"wrote {out}")
     return 0
 

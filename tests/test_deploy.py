@@ -196,8 +196,8 @@ def federation(tmp_path):
 
     made: list[LocalFederation] = []
 
-    def make(num_nodes: int) -> LocalFederation:
-        made.append(LocalFederation(tmp_path / f"fed{len(made)}", num_nodes))
+    def make(num_nodes: int, runtime: str = "flower") -> LocalFederation:
+        made.append(LocalFederation(tmp_path / f"fed{len(made)}", num_nodes, runtime=runtime))
         return made[-1]
 
     yield make
@@ -208,8 +208,9 @@ def federation(tmp_path):
 
 @needs_flower
 @pytest.mark.slow  # about 35 s here: a SuperLink and three SuperNodes start
-def test_unknown_and_keyless_nodes_are_refused(tmp_path, federation):
-    fed = federation(1).prepare()
+@pytest.mark.parametrize("runtime", ["flower", "inprocess"])
+def test_unknown_and_keyless_nodes_are_refused(tmp_path, federation, runtime):
+    fed = federation(1, runtime).prepare()
     fed.start_superlink()
     registered = fed.register(0)
     stranger = node_keys.generate(tmp_path / "stranger", 1)[0][0]  # a valid key nobody registered

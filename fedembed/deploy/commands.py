@@ -68,20 +68,23 @@ def _client(args: argparse.Namespace) -> int:
     cache = Path(args.cache).expanduser().resolve() if args.cache else edge.cache_root()
     home = Path(args.flwr_home).expanduser().resolve() if args.flwr_home else cache / "flwr-home"
     home.mkdir(parents=True, exist_ok=True)
+    if not 0 < args.poll_min <= args.poll_max:
+        raise ConfigError(f"--poll-min/--poll-max must satisfy 0 < min <= max, got {args.poll_min}, {args.poll_max}")
     node_config = {"partition-id": args.partition_id, "num-partitions": args.num_partitions, "data-path": str(data)}
-    argv = supernode_argv(superlink, ca, key, node_config, args.runtime_port or free_port(),
-                          max_retries=args.max_retries, max_wait_time=args.max_wait_time)
-    env = flower_env(home)
-    env[edge.CACHE_ENV] = str(cache)
+    env = {edge.CACHE_ENV: str(cache)}
     if args.vocab:
         vocab = Path(args.vocab).expanduser().resolve()
         if not vocab.is_file():
             raise ConfigError(f"--vocab file does not exist: {vocab}")
         env[edge.VOCAB_ENV] = str(vocab)
     print(f"fedembed client: partition {args.partition_id}/{args.num_partitions}, data {data}, "
-          f"SuperLink {args.superlink} ({'TLS' if ca else 'INSECURE'}, {'auth key ' + str(key) if key else 'no auth key'})",
-          flush=True)
-    proc = subprocess.Popen(argv, env=env)
+          f"SuperLink {args.superlink} ({'TLS' if ca else 'INSECURE'}, {'auth key ' + str(key) if key else 'no auth key'}), "
+          f"{args.runtime} runtime", flush=True)
+    if args.runtime == "inprocess":
+        return _client_in_process(superlink, ca, key, node_config, env, args)
+    argv = supernode_argv(superlink, ca, key, node_config, args.runtime_port or free_port(),
+                          max_retries=args.max_retries, max_wait_time=args.max_wait_time)
+    proc = subprocess.Popen(argv, env={**flower_env(home), **env})
 
     def forward(signum, _frame) -> None:
         proc.send_signal(signum)
@@ -98,6 +101,25 @@ def _client(args: argparse.Namespace) -> int:
     print(f"fedembed client: SuperNode exited with code {code}; its peak memory {peak / 1024:.1f} MB "
           f"(each round's ClientApp reports its own above)", flush=True)
     return code
+
+
+def _client_in_process(superlink: str, ca: Path | None, key: Path | None, node_config: dict,
+                       env: dict[str, str], args: argparse.Namespace) -> int:
+    """This process is the SuperNode and runs the ClientApp itself (fedembed/deploy/node_runtime.py)."""
+    import logging
+    import os
+
+    from fedembed.deploy import edge, node_runtime
+
+    os.environ.update(env)
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    logging.getLogger("flwr").propagate = False  # Flower prints its own lines; our root handler would repeat them
+    handled = node_runtime.run_node(superlink, node_config, ca, key,
+                                    backoff=node_runtime.Backoff(args.poll_min, args.poll_max),
+                                    max_retries=args.max_retries, max_wait_time=args.max_wait_time)
+    print(f"fedembed client: stopped after {handled} messages; peak memory {edge.peak_rss_mb():.1f} MB "
+          f"(ru_maxrss)", flush=True)
+    return 0
 
 
 def _deploy(args: argparse.Namespace) -> int:
@@ -119,18 +141,20 @@ def _deploy(args: argparse.Namespace) -> int:
     if nodes != clients:
         raise ConfigError(f"--nodes {nodes} differs from the scenario's partition.num_clients = {clients}: "
                           f"the ServerApp waits for one SuperNode per client")
-    fed = LocalFederation(Path(args.workdir), nodes)
+    fed = LocalFederation(Path(args.workdir), nodes, runtime=args.node_runtime, persist=args.state == "file")
     with fed:
         fed.start()
-        print(f"SuperLink on {fed.address} (TLS, SuperNode auth); {nodes} SuperNodes online: "
-              f"{sorted(fed.node_ids.values())}", flush=True)
-        out = fed.run(run_config, timeout=args.timeout)
+        print(f"SuperLink on {fed.address} (TLS, SuperNode auth, {args.state} state); {nodes} {args.node_runtime} "
+              f"SuperNodes online: {sorted(fed.node_ids.values())}", flush=True)
+        report = Path(run_config["out"]) / "report.json"
+        # --quiet: don't stream the log (it costs the SuperLink CPU); wait for the run's report.
+        done = report if args.quiet and not report.exists() else None
+        out = fed.run(run_config, timeout=args.timeout, done=done)
         if not args.quiet:
             print(out)
     left = fed.stop()
     if left:
         print(f"fedembed deploy: processes still running: {left}", file=sys.stderr)
-    report = Path(run_config["out"]) / "report.json"
     if report.is_file():
         print(json.dumps(json.loads(report.read_text()).get("quality", {}), indent=2))
     print(f"run directory: {run_config['out']}; logs: {fed.logs}")
@@ -138,6 +162,8 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    from fedembed.deploy.node_runtime import POLL_MAX, POLL_MIN
+
     c = sub.add_parser("certs", help="create a TLS CA and the SuperLink certificate (deployment)")
     c.add_argument("dir", help="directory for ca.crt, ca.key, server.pem, server.key")
     c.add_argument("--host", action="append", metavar="HOST",
@@ -169,6 +195,15 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--max-retries", type=int, help="give up reconnecting after this many tries (default: never)")
     e.add_argument("--max-wait-time", type=float, help="give up reconnecting after this many seconds (default: never)")
     e.add_argument("--insecure", action="store_true", help="no TLS (tests only)")
+    e.add_argument("--runtime", choices=["inprocess", "flower"], default="inprocess",
+                   help="inprocess (default): this process is the SuperNode and runs the ClientApp itself, "
+                        "seconds faster a message; flower: run Flower's flower-supernode, a fresh ClientApp "
+                        "process per message (docs/DEPLOY.md, 'Node runtimes')")
+    e.add_argument("--poll-min", type=float, default=POLL_MIN,
+                   help=f"inprocess: seconds before asking for the next message right after one (default {POLL_MIN})")
+    e.add_argument("--poll-max", type=float, default=POLL_MAX,
+                   help=f"inprocess: longest wait between asks while idle (default {POLL_MAX}; raise it for many "
+                        f"nodes)")
     e.set_defaults(func=_client)
 
     d = sub.add_parser("deploy", help="run a local federation: SuperLink + N SuperNodes (TLS, auth), one flwr run")
@@ -179,4 +214,10 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--rounds", type=int, help="override federation.rounds")
     d.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the run (default 3600)")
     d.add_argument("--quiet", action="store_true", help="don't print the run's log")
+    d.add_argument("--node-runtime", choices=["inprocess", "flower"], default="inprocess",
+                   help="SuperNodes: fedembed's in-process node (default) or Flower's flower-supernode "
+                        "(a fresh ClientApp process per message; docs/DEPLOY.md, 'Node runtimes')")
+    d.add_argument("--state", choices=["memory", "file"], default="memory",
+                   help="SuperLink state: Flower's in-memory default, or WORKDIR/superlink.db (slower; "
+                        "registrations survive a SuperLink restart)")
     d.set_defaults(func=_deploy)

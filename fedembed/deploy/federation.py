@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,19 +27,24 @@ from fedembed.deploy.processes import (Proc, free_port, kill_leftovers, run_flwr
 from fedembed.errors import FedembedError
 
 CONNECTION = "fedembed"
+FLOWER, INPROCESS = "flower", "inprocess"
+RUNTIMES = (FLOWER, INPROCESS)
 REPO = Path(__file__).resolve().parents[2]
 
 
-def superlink_argv(port: int, tls: certs.TlsFiles, database: Path, host: str = "127.0.0.1",
+def superlink_argv(port: int, tls: certs.TlsFiles, database: Path | None, host: str = "127.0.0.1",
                    auth: bool = True) -> list[str]:
     """`flower-superlink` with TLS and SuperNode authentication on, no run-time installs.
 
     Flower 1.42 serves the Fleet, Control and Runtime APIs over HTTPS on this one port
     (`--fleet-api-type` is accepted but deprecated and ignored), see docs/DEPLOY.md.
+    `database` None keeps Flower's default in-memory state: faster (every Fleet request reads
+    or writes that state), but registrations are lost when the SuperLink restarts.
     """
     argv = [tool("flower-superlink"), "--ssl-certfile", str(tls.server_cert), "--ssl-keyfile", str(tls.server_key),
             "--ssl-ca-certfile", str(tls.ca_cert), "--disable-runtime-dependency-installation",
-            "--host", host, "--port", str(port), "--database", str(database)]
+            "--host", host, "--port", str(port)]
+    argv += ["--database", str(database)] if database is not None else []
     return argv + (["--enable-supernode-auth"] if auth else [])
 
 
@@ -46,9 +52,21 @@ def supernode_argv(superlink: str, ca_cert: Path | None, key: Path | None, node_
                    runtime_port: int, max_retries: int | None = None,
                    max_wait_time: float | None = None) -> list[str]:
     """`flower-supernode` for our ClientApp; `node_config` reaches it as `context.node_config`."""
-    argv = [tool("flower-supernode"), "--superlink", superlink, "--port", str(runtime_port),
-            "--node-config", format_node_config(node_config)]
-    argv += ["--root-certificates", str(ca_cert)] if ca_cert is not None else ["--insecure"]
+    return [tool("flower-supernode"), "--superlink", superlink, "--port", str(runtime_port),
+            "--node-config", format_node_config(node_config), *_node_flags(ca_cert, key, max_retries, max_wait_time)]
+
+
+def inprocess_node_argv(superlink: str, ca_cert: Path | None, key: Path | None, node_config: dict[str, Any],
+                        max_retries: int | None = None, max_wait_time: float | None = None) -> list[str]:
+    """fedembed's in-process SuperNode (fedembed/deploy/node_runtime.py), flags as `flower-supernode`'s."""
+    return [sys.executable, "-m", "fedembed.deploy.node_runtime", "--superlink", superlink,
+            "--node-config", format_node_config(node_config), *_node_flags(ca_cert, key, max_retries, max_wait_time)]
+
+
+def _node_flags(ca_cert: Path | None, key: Path | None, max_retries: int | None,
+                max_wait_time: float | None) -> list[str]:
+    """TLS, authentication and reconnect flags, the same for both node runtimes."""
+    argv = ["--root-certificates", str(ca_cert)] if ca_cert is not None else ["--insecure"]
     if key is not None:
         argv += ["--auth-supernode-private-key", str(key)]
     if max_retries is not None:
@@ -87,6 +105,8 @@ class LocalFederation:
     num_nodes: int
     app_dir: Path = REPO
     auth: bool = True
+    runtime: str = FLOWER  # or INPROCESS: fedembed's in-process SuperNode (fedembed/deploy/node_runtime.py)
+    persist: bool = True  # SuperLink state in superlink.db (survives a restart); False: Flower's in-memory state
     port: int = 0
     superlink: Proc | None = None
     nodes: dict[int, Proc] = field(default_factory=dict)
@@ -96,6 +116,8 @@ class LocalFederation:
     def __post_init__(self) -> None:
         if self.num_nodes < 1:
             raise FedembedError(f"a federation needs at least one SuperNode, got {self.num_nodes}")
+        if self.runtime not in RUNTIMES:
+            raise FedembedError(f"node runtime must be one of {RUNTIMES}, got {self.runtime!r}")
         self.workdir = Path(self.workdir).resolve()
         self.home = self.workdir / "home"
         self.logs = self.workdir / "logs"
@@ -127,7 +149,8 @@ class LocalFederation:
     # -- processes -----------------------------------------------------------------------
     def start_superlink(self, timeout: float = 60.0) -> Proc:
         """Start (or restart, with the same state database) the SuperLink; returns when TLS answers."""
-        argv = superlink_argv(self.port, self.tls, self.workdir / "superlink.db", auth=self.auth)
+        argv = superlink_argv(self.port, self.tls, self.workdir / "superlink.db" if self.persist else None,
+                              auth=self.auth)
         # cwd = the app directory: the ServerApp resolves relative paths against the SuperLink's cwd.
         self.superlink = spawn("flower-superlink", argv, self.home, self.logs / "superlink.log", cwd=self.app_dir)
         wait_tls("127.0.0.1", self.port, self.tls.ca_cert, self.superlink, timeout)
@@ -154,8 +177,12 @@ class LocalFederation:
         """
         cfg = node_config if node_config is not None else {"partition-id": i, "num-partitions": self.num_nodes}
         key_path = self.node_key(i)[0] if key is True else (key or None)
-        argv = supernode_argv(self.address, self.tls.ca_cert, key_path, cfg, free_port(),
-                              max_retries=max_retries, max_wait_time=max_wait_time)
+        if self.runtime == INPROCESS:
+            argv = inprocess_node_argv(self.address, self.tls.ca_cert, key_path, cfg,
+                                       max_retries=max_retries, max_wait_time=max_wait_time)
+        else:
+            argv = supernode_argv(self.address, self.tls.ca_cert, key_path, cfg, free_port(),
+                                  max_retries=max_retries, max_wait_time=max_wait_time)
         home = self.home / "nodes" / str(i)
         home.mkdir(parents=True, exist_ok=True)
         proc = spawn(f"flower-supernode {i}", argv, home, self.logs / f"supernode-{i}.log", cwd=self.workdir,
@@ -191,16 +218,25 @@ class LocalFederation:
         self.wait_online()
         return self
 
-    def run(self, run_config: dict[str, Any], timeout: float = 1800.0) -> str:
-        """`flwr run APP fedembed --stream` with `run_config`; returns its output, raises if the run failed."""
+    def run(self, run_config: dict[str, Any], timeout: float = 1800.0, done: Path | None = None) -> str:
+        """`flwr run APP fedembed` with `run_config`; returns its output, raises if the run failed.
+
+        By default `--stream`s the run's log until it ends. With `done` (a file the run writes
+        last, e.g. its report.json) the log is not streamed: the run is submitted and this waits
+        for that file, asking the SuperLink for the run's status only every few seconds. Streaming
+        polls the SuperLink all along, CPU a benchmark's rounds would otherwise get.
+        """
         self.runs += 1
-        args = ["run", str(self.app_dir), CONNECTION, "--stream"]
+        args = ["run", str(self.app_dir), CONNECTION] + ([] if done else ["--stream"])
         if run_config:
             args += ["--run-config", format_node_config(run_config)]
         res = run_flwr(args, self.home, self.app_dir, timeout=timeout, check=False)
         out = res.stdout + res.stderr
         (self.logs / f"flwr-run-{self.runs}.log").write_text(out, encoding="utf-8")
-        status = self.last_run_status()
+        if done is not None and res.returncode == 0:
+            status = self.wait_finished(Path(done), timeout)
+        else:
+            status = self.last_run_status()
         if res.returncode != 0 or not status.startswith("finished:completed"):
             found = re.search(r"Successfully started run (\d+)", out)
             if found:  # the streamed log can stop early; the SuperLink keeps the whole one
@@ -211,6 +247,20 @@ class LocalFederation:
             raise FedembedError(f"`flwr run` failed (exit {res.returncode}, run status {status!r}); "
                                 f"output ends:\n{out[-4000:]}")
         return out
+
+    def wait_finished(self, done: Path, timeout: float, every: float = 10.0) -> str:
+        """Wait until `done` exists (checked twice a second) or the run's status is `finished:*`
+        (asked every `every` s); returns the final status."""
+        deadline = time.monotonic() + timeout
+        next_ask = time.monotonic() + every
+        while time.monotonic() < deadline:
+            if done.exists() or time.monotonic() >= next_ask:
+                status = self.last_run_status()
+                if status.startswith("finished"):
+                    return status
+                next_ask = time.monotonic() + (1.0 if done.exists() else every)
+            time.sleep(0.5)
+        return f"timed out after {timeout:.0f}s ({self.last_run_status()})"
 
     def last_run_status(self) -> str:
         """Status of the most recent run on the SuperLink (`flwr ls`), e.g. 'finished:completed'."""

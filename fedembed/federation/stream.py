@@ -13,9 +13,17 @@ Replies are pulled here rather than by `Grid.send_and_receive`, whose loop sleep
 pulls on the deployment runtime's HTTP grid (flwr 1.42 `http_grid.py`): on a loopback
 federation that sleep was a large part of every message's round trip. The poll interval
 starts at `poll_s` and backs off to `max_poll_s` while nothing arrives.
+
+The same grid pulls a reply's objects (its arrays) with Flower's retry schedule: 1 s after the
+first miss, doubling. The SuperLink hands a reply out as soon as its head arrived, often before
+the node finished pushing its objects, so nearly every reply waited a whole second on loopback.
+`fast_object_retries` makes that grid retry after 5 ms, doubling to 0.1 s. Flower's limit of
+500 tries (meant for its 1–10 s schedule: over an hour) would then end a slow node's upload
+after ~50 s, so tries are unbounded and Flower's 2 h per object is the limit.
 """
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Iterator
 
@@ -23,6 +31,23 @@ from flwr.app import Message
 
 POLL_S = 0.01
 MAX_POLL_S = 0.025
+OBJECT_RETRY_S, MAX_OBJECT_RETRY_S = 0.005, 0.1
+
+
+def fast_object_retries() -> bool:
+    """Make Flower's HTTP grid (the deployment runtime's) retry a missing object after 5 ms, not 1 s.
+
+    Idempotent; True when the grid module is there (it is not in every Flower install)."""
+    try:
+        from flwr.superlink.grid import http_grid
+    except ImportError:
+        return False
+    if not getattr(http_grid.pull_objects, "fedembed_fast", False):
+        fast = functools.partial(http_grid.pull_objects, initial_backoff=OBJECT_RETRY_S,
+                                 backoff_cap=MAX_OBJECT_RETRY_S, max_tries_per_object=None)
+        fast.fedembed_fast = True  # type: ignore[attr-defined]
+        http_grid.pull_objects = fast
+    return True
 
 
 def send_and_receive(grid, messages: Iterable[Message], window: int = 0, timeout: float | None = None,
@@ -33,6 +58,7 @@ def send_and_receive(grid, messages: Iterable[Message], window: int = 0, timeout
     if not hasattr(grid, "pull_messages"):  # a grid with only the one-call API (test doubles)
         yield from grid.send_and_receive(messages, timeout=timeout)
         return
+    fast_object_retries()
     if window <= 0:
         window = max(1, len(messages))
     sleep = poll_s

@@ -21,7 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fedembed import config as config_mod
 from fedembed.cli import main
 from fedembed.data.shards import load_shard
-from fedembed.deploy import certs, edge, node_keys
+from fedembed import nodelog
+from fedembed.data import device
+from fedembed.deploy import certs, node_keys
 from fedembed.deploy.federation import format_node_config, supernode_argv
 from fedembed.errors import ConfigError
 from fedembed.vocab import from_word_list
@@ -111,12 +113,12 @@ def _edge_cfg(tmp_path: Path) -> config_mod.Config:
 
 
 def test_edge_client_tokenizes_its_raw_corpus(tmp_path, monkeypatch):
-    monkeypatch.setenv(edge.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(device.CACHE_ENV, str(tmp_path / "cache"))
     cfg = _edge_cfg(tmp_path)
     counts = from_word_list(Path(cfg.vocab.source)).counts  # what the server sends
     corpus = tmp_path / "device.txt"
     corpus.write_text("The tiger and the cat.\nA computer keyboard, unknownword!\n\nplane car train\n", encoding="utf-8")
-    shard_dir, index = edge.local_data(str(corpus), "/server/shards", cfg, counts, partition_id=7)
+    shard_dir, index = device.local_data(str(corpus), "/server/shards", cfg, counts, partition_id=7)
     assert index == 0 and shard_dir.parent == tmp_path / "cache"
     ids, bounds = load_shard(shard_dir, index)
     assert [WORDS[i] for i in ids] == ["tiger", "cat", "computer", "keyboard", "plane", "car", "train"]
@@ -124,63 +126,63 @@ def test_edge_client_tokenizes_its_raw_corpus(tmp_path, monkeypatch):
     assert json.loads((shard_dir / "shard.json").read_text())["tokens"] == 7
     # Cached: the next round (a new ClientApp process) does not tokenize again.
     mtime = (shard_dir / "client_00000.ids").stat().st_mtime_ns
-    assert edge.local_data(str(corpus), "", cfg, counts, 7) == (shard_dir, 0)
+    assert device.local_data(str(corpus), "", cfg, counts, 7) == (shard_dir, 0)
     assert (shard_dir / "client_00000.ids").stat().st_mtime_ns == mtime
     # No data-path: the server's shard directory; a shard directory: itself.
-    assert edge.local_data(None, "/server/shards", cfg, counts, 4) == (Path("/server/shards"), 4)
-    assert edge.local_data(str(shard_dir), "", cfg, counts, 0) == (shard_dir, 0)
+    assert device.local_data(None, "/server/shards", cfg, counts, 4) == (Path("/server/shards"), 4)
+    assert device.local_data(str(shard_dir), "", cfg, counts, 0) == (shard_dir, 0)
 
 
 def test_edge_client_refuses_another_vocabulary(tmp_path, monkeypatch):
-    monkeypatch.setenv(edge.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(device.CACHE_ENV, str(tmp_path / "cache"))
     cfg = _edge_cfg(tmp_path)
     corpus = tmp_path / "device.txt"
     corpus.write_text("tiger cat\n", encoding="utf-8")
     server_counts = from_word_list(Path(cfg.vocab.source)).counts.copy()
     server_counts[3] += 1
     with pytest.raises(ConfigError, match="not the server's.*row 3"):
-        edge.local_data(str(corpus), "", cfg, server_counts, 0)
+        device.local_data(str(corpus), "", cfg, server_counts, 0)
     with pytest.raises(ConfigError, match="not the server's"):
-        edge.local_data(str(corpus), "", cfg, server_counts[:-1], 0)
+        device.local_data(str(corpus), "", cfg, server_counts[:-1], 0)
     # A word list that exists only on the server: the device must bring its own copy.
     remote = config_mod.from_dict({"vocab": {"source": str(tmp_path / "server-only.txt"), "min_count": 1}})
     with pytest.raises(ConfigError, match="--vocab"):
-        edge.local_data(str(corpus), "", remote, server_counts, 0)
-    monkeypatch.setenv(edge.VOCAB_ENV, cfg.vocab.source)
+        device.local_data(str(corpus), "", remote, server_counts, 0)
+    monkeypatch.setenv(device.VOCAB_ENV, cfg.vocab.source)
     good = from_word_list(Path(cfg.vocab.source)).counts
-    assert load_shard(*edge.local_data(str(corpus), "", remote, good, 0))[0].tolist() == [0, 1]
+    assert load_shard(*device.local_data(str(corpus), "", remote, good, 0))[0].tolist() == [0, 1]
     with pytest.raises(Exception, match="does not exist"):
-        edge.local_data(str(tmp_path / "gone.txt"), "", cfg, good, 0)
+        device.local_data(str(tmp_path / "gone.txt"), "", cfg, good, 0)
 
 
 def test_edge_client_refuses_other_words_with_the_servers_counts(tmp_path, monkeypatch):
     """Counts alone cannot tell two word lists apart; the server's fingerprint can."""
-    monkeypatch.setenv(edge.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(device.CACHE_ENV, str(tmp_path / "cache"))
     cfg = _edge_cfg(tmp_path)
     server = from_word_list(Path(cfg.vocab.source))
     other = tmp_path / "other.txt"
     other.write_text(Path(cfg.vocab.source).read_text(encoding="utf-8").replace("tiger", "lion"), encoding="utf-8")
-    monkeypatch.setenv(edge.VOCAB_ENV, str(other))
+    monkeypatch.setenv(device.VOCAB_ENV, str(other))
     corpus = tmp_path / "device.txt"
     corpus.write_text("lion cat computer\n", encoding="utf-8")
-    assert edge.local_data(str(corpus), "", cfg, server.counts, 0)[1] == 0          # no fingerprint: counts pass
+    assert device.local_data(str(corpus), "", cfg, server.counts, 0)[1] == 0          # no fingerprint: counts pass
     with pytest.raises(ConfigError, match="has the server's counts but not its words"):
-        edge.local_data(str(corpus), "", cfg, server.counts, 0, server.fingerprint())
-    monkeypatch.setenv(edge.VOCAB_ENV, cfg.vocab.source)
-    shard, _ = edge.local_data(str(corpus), "", cfg, server.counts, 0, server.fingerprint())
+        device.local_data(str(corpus), "", cfg, server.counts, 0, server.fingerprint())
+    monkeypatch.setenv(device.VOCAB_ENV, cfg.vocab.source)
+    shard, _ = device.local_data(str(corpus), "", cfg, server.counts, 0, server.fingerprint())
     assert load_shard(shard, 0)[0].tolist() == [1, 2]                                  # "lion" is not a word here
 
 
 def test_peak_memory_is_reported(monkeypatch):
     lines = []
-    monkeypatch.setattr(edge, "report", lines.append)
-    edge.log_round_memory(3, 1, 0.5, data_path=None)
+    monkeypatch.setattr(nodelog, "report", lines.append)
+    nodelog.log_round_memory(3, 1, 0.5, data_path=None)
     assert lines == []  # simulation: not a deployed node
-    edge.log_round_memory(3, 1, 0.5, data_path="/data")
-    monkeypatch.setenv(edge.MEMORY_ENV, "1")
-    edge.log_round_memory(4, 1, 0.5, data_path=None)
+    nodelog.log_round_memory(3, 1, 0.5, data_path="/data")
+    monkeypatch.setenv(nodelog.MEMORY_ENV, "1")
+    nodelog.log_round_memory(4, 1, 0.5, data_path=None)
     assert len(lines) == 2 and "round 3" in lines[0] and "peak memory" in lines[0] and "MB" in lines[0]
-    assert edge.peak_rss_mb() > 1
+    assert nodelog.peak_rss_mb() > 1
 
 
 needs_flower = pytest.mark.skipif(
@@ -249,7 +251,7 @@ def test_pool_workers_forked_for_the_vocabulary_do_not_inherit_the_exit_handler(
 
     previous = signal.signal(signal.SIGTERM, flower_like_handler)
     try:
-        with edge.default_signal_handlers():
+        with device.default_signal_handlers():
             assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
             pool = multiprocessing.get_context("fork").Pool(1)
             pool.map_async(_busy, [5])

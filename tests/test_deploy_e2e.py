@@ -2,7 +2,7 @@
 loopback, TLS and SuperNode authentication on, two rounds started with `flwr run`.
 
 Node 2 is an edge client started with `fedembed client --data device2.txt ...`: it
-tokenizes its own raw text file itself (fedembed/deploy/edge.py); nodes 0 and 1 are plain
+tokenizes its own raw text file itself (fedembed/data/device.py); nodes 0 and 1 are plain
 `flower-supernode`s reading the server's shards. Before the run
 the SuperLink is restarted (same state database) and the test waits until every SuperNode
 has reconnected. Every process gets a FLWR_HOME under the test's temp dir; the fixture

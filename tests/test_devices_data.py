@@ -7,7 +7,7 @@ import pytest
 
 import fedembed
 from fedembed import checkpoint, config as config_mod, metrics
-from fedembed.deploy import edge
+from fedembed.data import device
 from fedembed.errors import ConfigError
 from fedembed.federation import server
 from test_scale import PushPullGrid
@@ -27,7 +27,7 @@ def _devices(tmp_path, small_corpus, n: int = 3) -> list[str]:
 
 
 def test_a_federation_trains_on_data_only_the_devices_hold(tmp_path, write_scenario, small_corpus, monkeypatch):
-    monkeypatch.setenv(edge.CACHE_ENV, str(tmp_path / "device_cache"))
+    monkeypatch.setenv(device.CACHE_ENV, str(tmp_path / "device_cache"))
     cfg = config_mod.load(write_scenario(data={"corpus": "", "format": "devices"}))
     grid = PushPullGrid(3, per_pull=3)
     for k, path in enumerate(_devices(tmp_path, small_corpus)):
@@ -41,7 +41,7 @@ def test_a_federation_trains_on_data_only_the_devices_hold(tmp_path, write_scena
 
 
 def test_a_node_without_its_own_data_is_told_so(tmp_path, write_scenario, small_corpus, monkeypatch):
-    monkeypatch.setenv(edge.CACHE_ENV, str(tmp_path / "device_cache"))
+    monkeypatch.setenv(device.CACHE_ENV, str(tmp_path / "device_cache"))
     cfg = config_mod.load(write_scenario(data={"corpus": "", "format": "devices"}))
     with pytest.raises(Exception, match='data.format = "devices".*fedembed client --data'):
         server.run(PushPullGrid(3), cfg, tmp_path / "run", progress=False)

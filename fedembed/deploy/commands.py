@@ -43,7 +43,7 @@ def _host_port(value: str) -> str:
 
 def _client(args: argparse.Namespace) -> int:
     """Run one SuperNode with our ClientApp in the foreground; its log is this command's output."""
-    from fedembed.deploy import edge
+    from fedembed.data import device
     from fedembed.deploy.federation import supernode_argv
     from fedembed.deploy.processes import flower_env, free_port
     from fedembed.deploy.node_keys import load_private
@@ -65,18 +65,18 @@ def _client(args: argparse.Namespace) -> int:
     key = Path(args.auth_key).expanduser().resolve() if args.auth_key else None
     if key is not None:
         load_private(key)
-    cache = Path(args.cache).expanduser().resolve() if args.cache else edge.cache_root()
+    cache = Path(args.cache).expanduser().resolve() if args.cache else device.cache_root()
     home = Path(args.flwr_home).expanduser().resolve() if args.flwr_home else cache / "flwr-home"
     home.mkdir(parents=True, exist_ok=True)
     if not 0 < args.poll_min <= args.poll_max:
         raise ConfigError(f"--poll-min/--poll-max must satisfy 0 < min <= max, got {args.poll_min}, {args.poll_max}")
     node_config = {"partition-id": args.partition_id, "num-partitions": args.num_partitions, "data-path": str(data)}
-    env = {edge.CACHE_ENV: str(cache)}
+    env = {device.CACHE_ENV: str(cache)}
     if args.vocab:
         vocab = Path(args.vocab).expanduser().resolve()
         if not vocab.is_file():
             raise ConfigError(f"--vocab file does not exist: {vocab}")
-        env[edge.VOCAB_ENV] = str(vocab)
+        env[device.VOCAB_ENV] = str(vocab)
     print(f"fedembed client: partition {args.partition_id}/{args.num_partitions}, data {data}, "
           f"SuperLink {args.superlink} ({'TLS' if ca else 'INSECURE'}, {'auth key ' + str(key) if key else 'no auth key'}), "
           f"{args.runtime} runtime", flush=True)
@@ -109,7 +109,8 @@ def _client_in_process(superlink: str, ca: Path | None, key: Path | None, node_c
     import logging
     import os
 
-    from fedembed.deploy import edge, node_runtime
+    from fedembed import nodelog
+    from fedembed.deploy import node_runtime
 
     os.environ.update(env)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
@@ -117,7 +118,7 @@ def _client_in_process(superlink: str, ca: Path | None, key: Path | None, node_c
     handled = node_runtime.run_node(superlink, node_config, ca, key,
                                     backoff=node_runtime.Backoff(args.poll_min, args.poll_max),
                                     max_retries=args.max_retries, max_wait_time=args.max_wait_time)
-    print(f"fedembed client: stopped after {handled} messages; peak memory {edge.peak_rss_mb():.1f} MB "
+    print(f"fedembed client: stopped after {handled} messages; peak memory {nodelog.peak_rss_mb():.1f} MB "
           f"(ru_maxrss)", flush=True)
     return 0
 

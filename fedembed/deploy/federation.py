@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedembed.deploy import certs, edge, node_keys
+from fedembed import nodelog
+from fedembed.data import device
+from fedembed.deploy import certs, node_keys
 from fedembed.deploy.processes import (Proc, free_port, kill_leftovers, run_flwr, spawn, stop, tool,
                                        wait_tls, write_connection)
 from fedembed.errors import FedembedError
@@ -186,7 +188,7 @@ class LocalFederation:
         home = self.home / "nodes" / str(i)
         home.mkdir(parents=True, exist_ok=True)
         proc = spawn(f"flower-supernode {i}", argv, home, self.logs / f"supernode-{i}.log", cwd=self.workdir,
-                     extra_env={edge.MEMORY_ENV: "1", edge.CACHE_ENV: str(self.workdir / "edge-cache" / str(i))})
+                     extra_env={nodelog.MEMORY_ENV: "1", device.CACHE_ENV: str(self.workdir / "edge-cache" / str(i))})
         self.nodes[i] = proc
         return proc
 

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from flwr.app import RecordDict
 
-from fedembed import aggregate, config as config_mod, models
+from fedembed import aggregate, config as config_mod, models, nodelog
+from fedembed.data import device
 from fedembed.data.shards import load_shard, load_units
-from fedembed.deploy import edge
 from fedembed.federation import behaviour, pool, wire
 from fedembed.federation.wire import TrainInstruction
 from fedembed.privacy import record_params, record_state
@@ -29,8 +29,8 @@ def train_round(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: T
     cfg = config_mod.from_dict(ins.config)
     wait = behaviour.start(cfg, ins.round, partition_id)  # a simulated dropout raises behaviour.Dropped
     torch.set_num_threads(max(1, int(cfg.simulation.num_cpus_per_client)))
-    # A device's own shard or raw corpus (tokenized here, fedembed/deploy/edge.py), else the server's shards.
-    shard_dir, shard_index = edge.local_data(data_path, ins.shard_dir, cfg, counts, partition_id,
+    # A device's own shard or raw corpus (tokenized here, fedembed/data/device.py), else the server's shards.
+    shard_dir, shard_index = device.local_data(data_path, ins.shard_dir, cfg, counts, partition_id,
                                              ins.vocab_fingerprint)
     ids, bounds = load_shard(shard_dir, shard_index)
     family = models.make(cfg)
@@ -55,7 +55,7 @@ def train_round(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: T
         if node_state is not None:
             wire.put_record_dp(node_state, record_state.capture(private.accountant, private.params))
     update.metrics["train_seconds"] = time.perf_counter() - t0
-    edge.log_round_memory(ins.round, partition_id, update.metrics["train_seconds"], data_path)  # deployed nodes only
+    nodelog.log_round_memory(ins.round, partition_id, update.metrics["train_seconds"], data_path)  # deployed nodes only
     behaviour.finish(wait)  # a simulated straggler replies late
     ctx = ClientContext(partition_id, ins.round, global_tables, counts, str(shard_dir))
     return run_pipeline(update, stages_for(cfg, ctx))

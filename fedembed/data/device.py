@@ -1,4 +1,4 @@
-"""An edge client: a device that trains on its own raw text, never on a server-written shard.
+"""A device's own data: it trains on its own raw text, never on a server-written shard.
 
 Where a simulated client reads the token shard the server's prepare step wrote, a device
 has only its own corpus. The vocabulary is public (built deterministically from the source
@@ -8,23 +8,23 @@ it is the server's (same words count and the same counts, row by row), and token
 corpus into a local shard, streaming: documents are read line by line and the shard writer
 flushes every 2^20 tokens, so memory while tokenizing is bounded whatever the corpus size.
 The shard is cached (keyed by corpus identity, vocabulary settings and the server's counts),
-so later rounds, each a fresh ClientApp process, go straight to training.
+so later rounds go straight to training (also under `flower-supernode`, where every round is a
+fresh ClientApp process).
 
 Node config / environment the ClientApp reads (`fedembed client` sets them):
   data-path               a shard directory (`client_<id>.ids`) or a raw corpus (file or directory)
   FEDEMBED_EDGE_CACHE     where local shards go (default ~/.cache/fedembed/edge)
   FEDEMBED_VOCAB_SOURCE   a local copy of the public word list, when the scenario's
                           `vocab.source` is a path that exists only on the server
-  FEDEMBED_LOG_MEMORY=1   log the peak memory of every round also without a data-path
+
+Used by the client's round (fedembed/federation/client.py) wherever it runs: simulation (the
+server's shards), a deployed node, a device (`fedembed client`, fedembed/deploy/).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
-import resource
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
@@ -34,11 +34,10 @@ import numpy as np
 from fedembed.config import DEVICES
 from fedembed.data.shards import ShardWriter, shard_paths
 from fedembed.errors import ConfigError, CorpusError
+from fedembed.nodelog import report
 from fedembed.signals import default_signal_handlers
 
-log = logging.getLogger(__name__)
-
-CACHE_ENV, VOCAB_ENV, MEMORY_ENV = "FEDEMBED_EDGE_CACHE", "FEDEMBED_VOCAB_SOURCE", "FEDEMBED_LOG_MEMORY"
+CACHE_ENV, VOCAB_ENV = "FEDEMBED_EDGE_CACHE", "FEDEMBED_VOCAB_SOURCE"
 _DONE = "shard.json"
 
 
@@ -144,30 +143,3 @@ def _public_vocab(cfg, source: str, counts: np.ndarray, fingerprint: str = ""):
         raise ConfigError(f"this device's vocabulary (from {source}) has the server's counts but not its words "
                           f"(fingerprint {vocab.fingerprint()}, server {fingerprint}): use the same public word list")
     return vocab
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
-def report(message: str) -> None:
-    """To Flower's log (what the SuperNode's log shows) and to ours."""
-    from logging import INFO
-
-    from flwr.common.logger import log as flwr_log
-
-    flwr_log(INFO, message)
-    log.debug(message)
-
-
-def log_round_memory(rnd: int, partition_id: int, seconds: float, data_path: str | None) -> None:
-    """One line per round with the ClientApp's peak memory (each round is a fresh process under
-    the deployment runtime, so this is that round's peak). Only on a deployed node (one with
-    its own `data-path`, or started with FEDEMBED_LOG_MEMORY=1 as `fedembed deploy` does): in
-    simulation many clients share a process and the figure would mean little."""
-    if not data_path and os.environ.get(MEMORY_ENV) != "1":
-        return
-    report(f"fedembed client: partition {partition_id} round {rnd}: trained in {seconds:.1f}s, "
-           f"peak memory {peak_rss_mb():.1f} MB (ru_maxrss)")

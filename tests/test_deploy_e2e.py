@@ -17,50 +17,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from word_soup import EVAL_WORDS, word_soup, word_soup_scenario
 
 from fedembed import checkpoint
 from fedembed.deploy.federation import LocalFederation
 from fedembed.deploy.processes import processes_with_home, spawn, wait_for_log
 
 pytestmark = [
-    pytest.mark.slow,  # about 3 minutes on 2 shared cores
+    pytest.mark.slow,  # about 1.5 minutes on 2 cores
     pytest.mark.skipif(not sys.platform.startswith("linux")
                        or not Path(sys.executable).with_name("flower-superlink").exists(),
                        reason="needs Linux (/proc) and Flower's executables in this venv"),
 ]
 
-WORDS = ("tiger cat computer keyboard internet plane car train book paper old new smart intelligent hard "
-         "difficult happy cheerful easy fast rapid athens greece baghdad iraq doctor nurse professor student "
-         "bread butter television radio media love sex").split()
-
-
-def _lines(rng: random.Random, n: int) -> str:
-    return "".join(" ".join(rng.choice(WORDS) for _ in range(20)) + "\n" for _ in range(n))
-
 
 def _scenario(tmp_path: Path) -> Path:
+    """The shared word-soup scenario, and node 2's own text drawn from the same words."""
     rng = random.Random(0)
-    (tmp_path / "corpus.txt").write_text(_lines(rng, 600), encoding="utf-8")
-    (tmp_path / "words.txt").write_text("\n".join(WORDS) + "\n", encoding="utf-8")
-    (tmp_path / "device2.txt").write_text(_lines(rng, 200), encoding="utf-8")
-    scenario = tmp_path / "scenario.toml"
-    scenario.write_text(f'''name = "deploy-e2e"
-seed = 0
-[data]
-corpus = {json.dumps(str(tmp_path / "corpus.txt"))}
-[vocab]
-source = {json.dumps(str(tmp_path / "words.txt"))}
-min_count = 1
-[partition]
-name = "iid"
-num_clients = 3
-[federation]
-rounds = 5
-[model]
-dim = 16
-[eval]
-baseline = false
-''', encoding="utf-8")
+    scenario = word_soup_scenario(tmp_path, "deploy-e2e", rng)
+    (tmp_path / "device2.txt").write_text(word_soup(rng, 200), encoding="utf-8")
     return scenario
 
 
@@ -112,8 +87,8 @@ def test_deployed_federation_two_rounds(tmp_path, fed):
     assert all(r["clients_ok"] == 3 and r["failed"] == 0 and r["rejected"] == 0 for r in rounds), rounds
     state = checkpoint.load(out)
     assert state.round == 2
-    assert {k: v.shape for k, v in state.tables.items()} == {"in_vectors": (len(WORDS), 16),
-                                                             "out_vectors": (len(WORDS), 16)}
+    assert {k: v.shape for k, v in state.tables.items()} == {"in_vectors": (len(EVAL_WORDS), 16),
+                                                             "out_vectors": (len(EVAL_WORDS), 16)}
     assert all(np.isfinite(v).all() for v in state.tables.values())
     assert (out / "embeddings.txt").is_file() and (out / "report.json").is_file()
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from word_soup import word_soup_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 FLWR = Path(sys.executable).with_name("flwr")
@@ -29,13 +30,6 @@ pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the processes it started through /proc"),
     pytest.mark.skipif(not FLWR.exists(), reason=f"no flwr CLI next to {sys.executable}"),
 ]
-
-# Words the gensim evaluation lists (WordSim353, SimLex999, Google analogies) contain, so
-# report.json's word-similarity figures have something to score.
-WORDS = ("tiger cat computer keyboard internet plane car train book paper old new smart intelligent hard "
-         "difficult happy cheerful easy fast rapid athens greece baghdad iraq doctor nurse professor student "
-         "bread butter television radio media love sex").split()
-
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -112,45 +106,10 @@ def flwr_env(tmp_path):
         _wait_gone(entry, 10)
 
 
-def _scenario(tmp_path: Path) -> Path:
-    rng = random.Random(0)
-    corpus = tmp_path / "corpus.txt"
-    corpus.write_text("".join(" ".join(rng.choice(WORDS) for _ in range(20)) + "\n" for _ in range(600)),
-                      encoding="utf-8")
-    words = tmp_path / "words.txt"
-    words.write_text("\n".join(WORDS) + "\n", encoding="utf-8")
-    scenario = tmp_path / "scenario.toml"
-    # Absolute paths: the ServerApp's cwd is the SuperLink's, not this test's.
-    scenario.write_text(f'''name = "flwr-run-test"
-seed = 0
-
-[data]
-corpus = {json.dumps(str(corpus))}
-
-[vocab]
-source = {json.dumps(str(words))}
-min_count = 1
-
-[partition]
-name = "iid"
-num_clients = 3
-
-[federation]
-rounds = 5
-
-[model]
-dim = 16
-
-[eval]
-baseline = false
-''', encoding="utf-8")
-    return scenario
-
-
 def test_flwr_run_local_simulation(tmp_path, flwr_env):
     from gensim.models import KeyedVectors
 
-    scenario = _scenario(tmp_path)
+    scenario = word_soup_scenario(tmp_path, "flwr-run-test", random.Random(0))
     out = (tmp_path / "run").resolve()
     entry = f"FLWR_HOME={flwr_env['FLWR_HOME']}"
 

@@ -263,3 +263,27 @@ def test_pool_workers_forked_for_the_vocabulary_do_not_inherit_the_exit_handler(
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert not marker.exists()
+
+
+def test_waiting_for_a_run_without_streaming_its_log(tmp_path, monkeypatch):
+    """`run(done=...)`: the run's status is asked only now and then until the file appears, then
+    until the SuperLink says the run finished; a run that never finishes times out."""
+    from fedembed.deploy.federation import LocalFederation
+
+    fed = LocalFederation(tmp_path / "fed", 1)
+    done = tmp_path / "report.json"
+    asked: list[bool] = []
+
+    def status() -> str:
+        asked.append(done.exists())
+        if len(asked) == 2:
+            done.write_text("{}")  # the run writes its report; the SuperLink is a moment behind
+        return "finished:completed" if len(asked) >= 4 else "running"
+
+    monkeypatch.setattr(fed, "last_run_status", status)
+    assert fed.wait_finished(done, timeout=60, every=0.2) == "finished:completed"
+    assert asked == [False, False, True, True]
+    asked.clear()
+    done.unlink()
+    monkeypatch.setattr(fed, "last_run_status", lambda: "running")
+    assert fed.wait_finished(done, timeout=1.2, every=0.2).startswith("timed out after 1s (running)")

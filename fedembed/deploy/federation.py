@@ -251,16 +251,18 @@ class LocalFederation:
         return out
 
     def wait_finished(self, done: Path, timeout: float, every: float = 10.0) -> str:
-        """Wait until `done` exists (checked twice a second) or the run's status is `finished:*`
-        (asked every `every` s); returns the final status."""
+        """Wait until the SuperLink says the run finished (`finished:*`), asking every `every` s,
+        and every second once `done` exists (checked twice a second); returns the final status."""
         deadline = time.monotonic() + timeout
-        next_ask = time.monotonic() + every
+        next_ask, seen = time.monotonic() + every, False
         while time.monotonic() < deadline:
-            if done.exists() or time.monotonic() >= next_ask:
+            if not seen and done.exists():  # written last by the run: ask now, then every second
+                seen, next_ask = True, time.monotonic()
+            if time.monotonic() >= next_ask:
                 status = self.last_run_status()
                 if status.startswith("finished"):
                     return status
-                next_ask = time.monotonic() + (1.0 if done.exists() else every)
+                next_ask = time.monotonic() + (1.0 if seen else every)
             time.sleep(0.5)
         return f"timed out after {timeout:.0f}s ({self.last_run_status()})"
 

@@ -81,8 +81,7 @@ def load_app(reference: str):
 
 @dataclass
 class RunInfo:
-    """What the node keeps per run: the app to call (or why it refuses the run) and its Context."""
-    app: Any
+    """What the node keeps per run: its Context, and why it refuses the run ("" = it does not)."""
     context: Any
     refused: str = ""
 
@@ -123,7 +122,7 @@ class InProcessNode:
             if run.series_id in self.series:
                 context.state = self.series[run.series_id].state
             self.series[run.series_id] = context
-        info = RunInfo(self.app, context, refused)
+        info = RunInfo(context, refused)
         self.runs[run_id] = info
         return info
 
@@ -136,7 +135,7 @@ class InProcessNode:
             log.error(run.refused)
             return Message(Error(code=ErrorCode.LOAD_CLIENT_APP_EXCEPTION, reason=run.refused), reply_to=message)
         try:
-            return run.app(message=message, context=run.context)
+            return self.app(message=message, context=run.context)
         except Exception as exc:  # noqa: BLE001 - what flwr-clientapp does: the server gets an error reply
             log.exception("ClientApp raised an exception")
             reason = f"{type(exc)}:<'{exc}'>"

@@ -109,6 +109,8 @@ def run_deployed(scenario: Path, out: Path, work: Path, clients: int, runtime: s
 
 
 def main() -> int:
+    from fedembed.deploy.node_runtime import RUNTIMES
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", default=str(ROOT / "bench/data/corpus/builtin"))
     ap.add_argument("--vocab", default=str(ROOT / "bench/data/vocab.tsv"))
@@ -118,7 +120,7 @@ def main() -> int:
     ap.add_argument("--dim", type=int, default=50)
     ap.add_argument("--local-epochs", type=int, default=1, help="more client work per round")
     ap.add_argument("--work", default="/tmp/fedembed-deploy-bench", help="scratch directory (deleted first)")
-    ap.add_argument("--runtime", nargs="+", default=["flower", "inprocess"], choices=["flower", "inprocess"],
+    ap.add_argument("--runtime", nargs="+", default=list(RUNTIMES), choices=RUNTIMES,
                     help="SuperNode runtime(s) to deploy with: flower-supernode, fedembed's in-process node")
     ap.add_argument("--state", choices=["file", "memory"], default="file",
                     help="SuperLink state: a database file (survives restarts; `fedembed deploy`'s) or Flower's "

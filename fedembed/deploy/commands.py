@@ -47,6 +47,7 @@ def _client(args: argparse.Namespace) -> int:
     from fedembed.deploy.federation import supernode_argv
     from fedembed.deploy.processes import flower_env, free_port
     from fedembed.deploy.node_keys import load_private
+    from fedembed.deploy.node_runtime import INPROCESS
 
     superlink = _host_port(args.superlink)
     data = Path(args.data).expanduser().resolve()
@@ -66,8 +67,6 @@ def _client(args: argparse.Namespace) -> int:
     if key is not None:
         load_private(key)
     cache = Path(args.cache).expanduser().resolve() if args.cache else device.cache_root()
-    home = Path(args.flwr_home).expanduser().resolve() if args.flwr_home else cache / "flwr-home"
-    home.mkdir(parents=True, exist_ok=True)
     if not 0 < args.poll_min <= args.poll_max:
         raise ConfigError(f"--poll-min/--poll-max must satisfy 0 < min <= max, got {args.poll_min}, {args.poll_max}")
     node_config = {"partition-id": args.partition_id, "num-partitions": args.num_partitions, "data-path": str(data)}
@@ -80,8 +79,10 @@ def _client(args: argparse.Namespace) -> int:
     print(f"fedembed client: partition {args.partition_id}/{args.num_partitions}, data {data}, "
           f"SuperLink {args.superlink} ({'TLS' if ca else 'INSECURE'}, {'auth key ' + str(key) if key else 'no auth key'}), "
           f"{args.runtime} runtime", flush=True)
-    if args.runtime == "inprocess":
+    if args.runtime == INPROCESS:
         return _client_in_process(superlink, ca, key, node_config, env, args)
+    home = Path(args.flwr_home).expanduser().resolve() if args.flwr_home else cache / "flwr-home"
+    home.mkdir(parents=True, exist_ok=True)  # flower-supernode installs the app there
     argv = supernode_argv(superlink, ca, key, node_config, args.runtime_port or free_port(),
                           max_retries=args.max_retries, max_wait_time=args.max_wait_time)
     proc = subprocess.Popen(argv, env={**flower_env(home), **env})
@@ -163,7 +164,7 @@ def _deploy(args: argparse.Namespace) -> int:
 
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
-    from fedembed.deploy.node_runtime import POLL_MAX, POLL_MIN
+    from fedembed.deploy.node_runtime import POLL_MAX, POLL_MIN, RUNTIMES
 
     c = sub.add_parser("certs", help="create a TLS CA and the SuperLink certificate (deployment)")
     c.add_argument("dir", help="directory for ca.crt, ca.key, server.pem, server.key")
@@ -191,12 +192,13 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
                    help="number of clients in the federation (= the scenario's partition.num_clients)")
     e.add_argument("--vocab", help="local copy of the public word list, if the scenario's vocab.source is a file")
     e.add_argument("--cache", help="where the local shard and Flower's files go (default ~/.cache/fedembed/edge)")
-    e.add_argument("--flwr-home", help="FLWR_HOME for the SuperNode (default CACHE/flwr-home)")
-    e.add_argument("--runtime-port", type=int, help="local port of the SuperNode's Runtime API (default: a free one)")
+    e.add_argument("--flwr-home", help="--runtime flower: FLWR_HOME for the SuperNode (default CACHE/flwr-home)")
+    e.add_argument("--runtime-port", type=int,
+                   help="--runtime flower: local port of the SuperNode's Runtime API (default: a free one)")
     e.add_argument("--max-retries", type=int, help="give up reconnecting after this many tries (default: never)")
     e.add_argument("--max-wait-time", type=float, help="give up reconnecting after this many seconds (default: never)")
     e.add_argument("--insecure", action="store_true", help="no TLS (tests only)")
-    e.add_argument("--runtime", choices=["inprocess", "flower"], default="inprocess",
+    e.add_argument("--runtime", choices=RUNTIMES, default=RUNTIMES[0],
                    help="inprocess (default): this process is the SuperNode and runs the ClientApp itself, "
                         "seconds faster a message; flower: run Flower's flower-supernode, a fresh ClientApp "
                         "process per message (docs/DEPLOY.md, 'Node runtimes')")
@@ -215,7 +217,7 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--rounds", type=int, help="override federation.rounds")
     d.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for the run (default 3600)")
     d.add_argument("--quiet", action="store_true", help="don't print the run's log")
-    d.add_argument("--node-runtime", choices=["inprocess", "flower"], default="inprocess",
+    d.add_argument("--node-runtime", choices=RUNTIMES, default=RUNTIMES[0],
                    help="SuperNodes: fedembed's in-process node (default) or Flower's flower-supernode "
                         "(a fresh ClientApp process per message; docs/DEPLOY.md, 'Node runtimes')")
     d.add_argument("--state", choices=["memory", "file"], default="memory",

@@ -24,13 +24,12 @@ from typing import Any
 from fedembed import nodelog
 from fedembed.data import device
 from fedembed.deploy import certs, node_keys
+from fedembed.deploy.node_runtime import FLOWER, INPROCESS, RUNTIMES
 from fedembed.deploy.processes import (Proc, free_port, kill_leftovers, run_flwr, spawn, stop, tool,
                                        wait_tls, write_connection)
 from fedembed.errors import FedembedError
 
 CONNECTION = "fedembed"
-FLOWER, INPROCESS = "flower", "inprocess"
-RUNTIMES = (FLOWER, INPROCESS)
 REPO = Path(__file__).resolve().parents[2]
 
 

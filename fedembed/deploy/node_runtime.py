@@ -35,6 +35,8 @@ from fedembed.errors import ConfigError
 
 log = logging.getLogger("fedembed.deploy.node_runtime")  # also when run as __main__
 
+FLOWER, INPROCESS = "flower", "inprocess"  # the node runtimes: Flower's flower-supernode, this module
+RUNTIMES = (INPROCESS, FLOWER)
 POLL_MIN, POLL_MAX = 0.005, 0.2
 OBJECT_RETRY_MIN, OBJECT_RETRY_MAX = 0.005, 0.1
 

@@ -12,6 +12,7 @@ round and their medians. Target: deployed ≤ 1.2 × simulated.
 
     python bench/deploy_round.py                  # bench/data/corpus/builtin (0.5M tokens), 3 clients, 3 rounds
     python bench/deploy_round.py --runtime inprocess flower --state memory --rounds 5 --tag runtimes
+    python bench/deploy_round.py --runtime inprocess --state memory --rounds 6 --share-ahead off --tag no_ahead
     python bench/deploy_round.py --corpus bench/data/corpus/builtin --vocab bench/data/vocab.tsv --tag small
     python bench/deploy_round.py --corpus bench/data/corpus --vocab bench/data/vocab.tsv --tag full
     python bench/deploy_round.py --corpus bench/data/corpus --vocab bench/data/vocab.tsv --local-epochs 3 --tag full_e3
@@ -64,12 +65,23 @@ dim = {args.dim}
 local_epochs = {args.local_epochs}
 [eval]
 baseline = false
+[secagg]
+share_ahead = {str(args.share_ahead == "on").lower()}
 '''
 
 
+def _rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
 def round_seconds(run_dir: Path) -> list[float]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return [float(r["seconds"]) for r in rows if "seconds" in r]
+    return [float(r["seconds"]) for r in _rows(run_dir) if "seconds" in r]
+
+
+def stage_seconds(run_dir: Path) -> dict[str, list[float]]:
+    """SecAgg+ stage → its exchange's wall seconds, round by round (0 where a round skipped it)."""
+    rows = [r.get("secagg", {}).get("seconds", {}) for r in _rows(run_dir) if "seconds" in r]
+    return {st: [round(float(r.get(st, 0.0)), 4) for r in rows] for st in sorted({k for r in rows for k in r})}
 
 
 def run_simulated(scenario: Path, out: Path) -> tuple[list[float], float]:
@@ -125,6 +137,8 @@ def main() -> int:
     ap.add_argument("--state", choices=["file", "memory"], default="file",
                     help="SuperLink state: a database file (survives restarts; `fedembed deploy`'s) or Flower's "
                          "default in-memory state")
+    ap.add_argument("--share-ahead", choices=["on", "off"], default="on",
+                    help="secagg.share_ahead: a round's share stage rides the previous round's unmask exchange")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
 
@@ -139,8 +153,8 @@ def main() -> int:
     load["after_simulated"] = os.getloadavg()[0]
     result: dict = {
         "setting": {k: getattr(args, k) for k in ("corpus", "vocab", "min_count", "clients", "rounds", "dim",
-                                                  "local_epochs", "state")},
-        "simulated_round_s": sim, "median_simulated_s": statistics.median(sim), "simulated_total_s": sim_total,
+                                                  "local_epochs", "state", "share_ahead")},
+        "simulated_round_s": sim, "simulated_stage_s": stage_seconds(work / "sim"), "median_simulated_s": statistics.median(sim), "simulated_total_s": sim_total,
         "deployed": {}, "load_avg_1min": load, "cpu_count": os.cpu_count(),
     }
     for runtime in args.runtime:
@@ -155,6 +169,7 @@ def main() -> int:
             "median_round_s": statistics.median(dep), "median_ratio": statistics.median(dep) / statistics.median(sim),
             "run_total_s": dep_total, "startup_s": startup, "slowest_client_train_s": slowest,
             "overhead_s": [d - t for d, t in zip(dep, slowest)],
+            "stage_s": stage_seconds(work / f"deployed-{runtime}"),
         }
     out = ROOT / "bench" / "out" / f"deploy_round{'_' + args.tag if args.tag else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

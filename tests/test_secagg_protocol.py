@@ -111,6 +111,36 @@ def test_a_client_never_reveals_both_secrets_of_a_peer_nor_answers_twice():
         proto.on_unmask(srv.unmask_content(0), states[0], 0)
 
 
+def test_shares_asked_ahead_ride_the_unmask_answer_and_a_refusal_keeps_it():
+    """secagg.share_ahead: an unmask message also carries the next round's share request. The
+    answer holds this round's unmask shares and the next round's share answer (fresh secrets),
+    or why there is none; the round still unmasks to the clients' sum."""
+    from fedembed.secagg.quantize import Layout
+    from fedembed.secagg.server import ServerRound
+
+    ups = S.updates(4)
+    srv, states = _round()
+    nxt = ServerRound([0, 1, 2, 3], srv.book, S.params(4), 2, Layout(S.SHAPES))
+    replies = {}
+    for p in range(4):
+        ask = srv.unmask_content(p)
+        request = msg.get(nxt.share_content(p))
+        if p == 1:                                   # the server holds a stale channel key for client 1
+            request["c_pk"] = bytes(32)
+        ask[msg.NEXT] = request
+        replies[p] = proto.on_unmask(ask, states[p], p)
+        srv.on_unmask(p, replies[p])
+    assert "stale channel key" in str(replies[1].config_records[msg.NEXT][msg.NEXT_ERROR])
+    for p in (0, 2, 3):
+        nxt.on_share(p, RecordDict({msg.SECAGG: replies[p].config_records[msg.NEXT]}))
+        assert int(states[p].config_records[msg.STATE_ROUND]["round"]) == 2
+    assert nxt.u1 == {0, 2, 3} and msg.STATE_ROUND not in states[1].config_records
+    assert len({bytes(states[p].config_records[msg.STATE_ROUND]["b"]) for p in (0, 2, 3)}) == 3
+    sums, _, _ = srv.quantizer.decode_all(srv.finish()[0])
+    step = S.params(4).table_range / (2 ** (S.params(4).bits - 1) - 1)
+    np.testing.assert_allclose(sums["t"], sum(u.tables["t"] for u in ups.values()), atol=4 * step, rtol=0)
+
+
 def test_a_client_refuses_to_unmask_when_too_few_peers_survived():
     srv, states = _round()
     with pytest.raises(proto.SecAggClientError, match="fewer than the threshold"):

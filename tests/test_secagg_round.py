@@ -52,8 +52,9 @@ def test_secure_run_gives_the_plain_runs_tables_up_to_quantization(tmp_path, wri
         np.testing.assert_allclose(a[name], b[name], atol=1e-5, rtol=0)
     assert [r["clients_ok"] for r in rows] == [3, 3]
     assert rows[0]["secagg"]["survivors"] == 3 and rows[0]["secagg"]["ring_bits"] == 64
-    # three stages a round, plus the channel keys once
-    assert grid.calls[msg.KEYS] == 3 and grid.calls[msg.SHARE] == grid.calls[msg.MASK] == 6
+    # the channel keys once; round 1 shares on its own, round 2's shares ride round 1's unmask
+    assert grid.calls[msg.KEYS] == 3 and grid.calls[msg.SHARE] == 3
+    assert grid.calls[msg.MASK] == grid.calls[msg.UNMASK] == 6
     # what the server received from clients in the mask stage: a masked vector and plain metrics only
     for mtype, content in grid.seen:
         if mtype == msg.MASK:
@@ -85,6 +86,36 @@ def test_dropouts_at_every_stage_within_the_threshold_are_survived(tmp_path, wri
     assert [r["clients_ok"] for r in rows] == [4, 4, 5]
     assert rows[0]["secagg"]["dropped"]["share"] == 1 and rows[1]["secagg"]["dropped"]["mask"] == 1
     assert rows[2]["secagg"]["dropped"]["unmask"] == 1
+
+
+def test_sharing_ahead_drops_an_exchange_a_round_and_changes_nothing_else(tmp_path, write_scenario):
+    """Seeded dropouts at every stage: the same clients drop at the same stages, round by round,
+    whether each round shares on its own or its shares ride the previous round's unmask."""
+    drops = {"drop_share": 0.15, "drop_mask": 0.15, "drop_unmask": 0.15, "threshold": 0.51}
+    runs = {}
+    for ahead in (True, False):
+        grid = S.SecureGrid(6)
+        _, rows = _run(write_scenario, tmp_path / str(ahead), grid, f"{ahead}.toml", partition={"num_clients": 6},
+                       secagg={"enabled": True, "share_ahead": ahead, **drops}, federation={"rounds": 4})
+        runs[ahead] = grid, [(r.get("event"), r["clients_ok"], r["secagg"]["dropped"]) for r in rows]
+    assert runs[True][1] == runs[False][1]
+    dropped = [d for _, _, d in runs[False][1]]
+    assert all(sum(d[st] for d in dropped) > 0 for st in ("share", "mask", "unmask"))   # every path taken
+    assert any(ok > 0 for _, ok, _ in runs[True][1])
+    calls = {ahead: grid.calls for ahead, (grid, _) in runs.items()}
+    assert calls[True][msg.SHARE] < calls[False][msg.SHARE]
+    assert calls[True][msg.MASK] == calls[False][msg.MASK] and calls[True][msg.UNMASK] == calls[False][msg.UNMASK]
+
+
+def test_a_client_whose_unmask_message_failed_is_asked_for_its_shares_again(tmp_path, write_scenario):
+    grid = S.SecureGrid(5, fail={(1, msg.UNMASK): {2}})
+    _, rows = _run(write_scenario, tmp_path / "run", grid, partition={"num_clients": 5}, secagg={"enabled": True},
+                   federation={"rounds": 3})
+    assert rows[0]["secagg"]["dropped"]["unmask"] == 1 and rows[0]["clients_ok"] == 5   # its vector was in
+    assert [r["clients_ok"] for r in rows[1:]] == [5, 5]
+    assert grid.calls[msg.SHARE] == 5 + 1            # round 1, then client 2 alone in round 2
+    assert grid.calls[msg.UNMASK] == 15
+    assert sum(msg.NEXT in c.config_records for t, c in grid.seen if t == msg.UNMASK) == 4 + 5   # rounds 1, 2
 
 
 def test_seeded_stage_dropouts_from_the_scenario(tmp_path, write_scenario):

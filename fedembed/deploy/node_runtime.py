@@ -162,6 +162,7 @@ class InProcessNode:
                 t0 = time.perf_counter()
                 self.backoff.reset()
                 head, tree = got
+                age = max(0.0, time.time() - float(head.metadata.created_at))  # since the ServerApp made it
                 run_id = head.metadata.run_id
                 run = self._run_info(run_id, node_id, get_run, get_fab)
                 # The SuperLink hands out a message as soon as the ServerApp pushed its head, maybe
@@ -183,9 +184,9 @@ class InProcessNode:
                                  lambda oid, content: push_object(run_id, session, oid, content),
                                  object_ids_to_push=to_push)
                 self.handled += 1
-                log.info("%s message (run %s, group %s): pulled in %.3fs, app %.3fs, reply pushed in %.3fs",
-                         message.metadata.message_type, run_id, message.metadata.group_id, t1 - t0, t2 - t1,
-                         time.perf_counter() - t2)
+                log.info("%s message (run %s, group %s): %.3fs old when it came, pulled in %.3fs, app %.3fs, "
+                         "reply pushed in %.3fs", message.metadata.message_type, run_id, message.metadata.group_id,
+                         age, t1 - t0, t2 - t1, time.perf_counter() - t2)
             except RunNotRunningException:
                 log.info("the run is no longer running; message ignored")
             except Exception:  # noqa: BLE001 - one bad message (objects gone, a reply refused) must not end the node

@@ -6,8 +6,13 @@
                                 happens here; the masked, quantized update up
   unmask   train.secagg_unmask  who survived down; the shares needed to unmask up
 
-Three round trips a round (the plain path has one); the tables go down and the update comes
-up once each, as in the plain path. The server folds each masked vector into a running sum
+Three round trips a round (the plain path has one), or two with `secagg.share_ahead` (the
+default): the unmask messages of round r also ask round r + 1's clients for their shares, so
+a round that follows another starts at its mask stage. Round r + 1's clients are drawn before
+round r ends (they do not depend on it); a client whose combined message failed as a whole is
+asked for its shares again at round r + 1, one whose share answer failed sits that round out,
+as in a round of its own. The tables go down and the update comes up once each, as in the
+plain path. The server folds each masked vector into a running sum
 mod 2^w; it never holds an unmasked individual update. If the survivors are too few, or
 some secret cannot be reconstructed (too many dropouts), the round aborts: the global
 tables are left as they were, nothing is charged to the privacy ledger, metrics.jsonl gets
@@ -18,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from dataclasses import dataclass, field
 from typing import Any
 
 from flwr.app import Message, RecordDict
@@ -32,15 +38,24 @@ from fedembed.secagg.quantize import Layout
 from fedembed.secagg.server import KeyBook, SecAggAbort, ServerRound
 
 log = logging.getLogger(__name__)
-_BOOKS: "weakref.WeakKeyDictionary[Any, KeyBook]" = weakref.WeakKeyDictionary()
 
 
-def key_book(grid) -> KeyBook:
-    """The channel keys learnt from this grid's nodes (lives as long as the grid, i.e. the run)."""
+@dataclass
+class _Session:
+    """What a run's secure rounds carry from one to the next (lives as long as the grid)."""
+    book: KeyBook = field(default_factory=KeyBook)  # each node's channel key
+    ahead: ServerRound | None = None                # the next round, its shares asked for already
+    refused: dict[int, str] = field(default_factory=dict)  # its clients whose share answer failed
+
+
+_SESSIONS: "weakref.WeakKeyDictionary[Any, _Session]" = weakref.WeakKeyDictionary()
+
+
+def session(grid) -> _Session:
     try:
-        return _BOOKS.setdefault(grid, KeyBook())
-    except TypeError:           # a grid that cannot be weakly referenced: keys for this round only
-        return KeyBook()
+        return _SESSIONS.setdefault(grid, _Session())
+    except TypeError:           # a grid that cannot be weakly referenced: nothing outlives the round
+        return _Session()
 
 
 class _Exchange:
@@ -53,35 +68,50 @@ class _Exchange:
         self.failures: dict[str, dict[int, str]] = {s: {} for s in STAGES}   # stage → partition → reason
         self.seconds: dict[str, float] = {}                                    # stage → wall time of its exchange
 
-    def __call__(self, stage: str, mtype: str, contents: dict[int, RecordDict]) -> dict[int, RecordDict]:
-        msgs = [Message(content=c, dst_node_id=self.nodes[p], message_type=mtype, group_id=f"{self.rnd}.{stage}")
-                for p, c in contents.items()]
-        self.bytes_down += sum(_size(c) for c in contents.values())
-        t0 = time.perf_counter()
+    def send(self, contents: dict[int, tuple[str, str, RecordDict]]) -> tuple[dict[int, RecordDict], dict[int, str]]:
+        """partition → (message type, group, content) out; (answers, why the others failed) back."""
+        msgs = [Message(content=c, dst_node_id=self.nodes[p], message_type=mtype, group_id=group)
+                for p, (mtype, group, c) in contents.items()]
+        self.bytes_down += sum(_size(c) for _, _, c in contents.values())
         out: dict[int, RecordDict] = {}
+        failed: dict[int, str] = {}
         for reply in stream.send_and_receive(self.grid, msgs, 0, self.timeout) if msgs else []:
             pid = self.partition_of.get(reply.metadata.src_node_id)
             if pid is None or pid not in contents:
                 continue
             if reply.has_error():
-                self.failures[stage][pid] = str(reply.error.reason)
+                failed[pid] = str(reply.error.reason)
                 continue
             self.bytes_up += _size(reply.content)
             out[pid] = reply.content
-        for p in set(contents) - set(out) - set(self.failures[stage]):
-            self.failures[stage][p] = "no answer in time"
+        for p in set(contents) - set(out) - set(failed):
+            failed[p] = "no answer in time"
+        return out, failed
+
+    def __call__(self, stage: str, mtype: str, contents: dict[int, RecordDict]) -> dict[int, RecordDict]:
+        t0 = time.perf_counter()
+        out, failed = self.send({p: (mtype, f"{self.rnd}.{stage}", c) for p, c in contents.items()})
+        self.failures[stage].update(failed)
         self.seconds[stage] = time.perf_counter() - t0
         return out
 
     def accept(self, stage: str, pid: int, fold, content: RecordDict) -> bool:
         """Fold one reply into the round; a malformed one counts as that client's dropout."""
-        try:
-            fold(pid, content)
+        why = _fold(pid, fold, content)
+        if why is None:
             return True
-        except (FedembedError, KeyError, ValueError, TypeError) as exc:
-            self.failures[stage][pid] = f"malformed reply: {exc}"
-            log.warning("round %d, stage %s: refused the reply of partition %d: %s", self.rnd, stage, pid, exc)
-            return False
+        self.failures[stage][pid] = why
+        log.warning("round %d, stage %s: refused the reply of partition %d: %s", self.rnd, stage, pid, why)
+        return False
+
+
+def _fold(pid: int, fold, content: RecordDict) -> str | None:
+    """None when `fold` took the reply, else why it was refused."""
+    try:
+        fold(pid, content)
+        return None
+    except (FedembedError, KeyError, ValueError, TypeError) as exc:
+        return f"malformed reply: {exc}"
 
 
 def _size(content: RecordDict) -> int:
@@ -97,12 +127,17 @@ def _size(content: RecordDict) -> int:
 
 
 def run_round(grid, cfg, state, rnd: int, clients: list[int], nodes: dict[int, int], train_content: RecordDict,
-              shapes: dict[str, tuple[int, ...]], privacy, copies, lr: float) -> dict[str, Any]:
-    """One secure round; applies the aggregate to `state.tables` unless it aborts."""
+              shapes: dict[str, tuple[int, ...]], privacy, copies, lr: float,
+              upcoming: list[int] | None = None) -> dict[str, Any]:
+    """One secure round; applies the aggregate to `state.tables` unless it aborts. `upcoming`:
+    the next round's clients, whose shares this round's unmask exchange asks for
+    (`secagg.share_ahead`); None when there is no next round or it is not known yet."""
     t0 = time.perf_counter()
     s = cfg.secagg
     drops = {st: getattr(s, f"drop_{st}") for st in STAGES}
-    book = key_book(grid)
+    sess = session(grid)
+    book = sess.book
+    ahead, refused, sess.ahead, sess.refused = sess.ahead, sess.refused, None, {}
     ex = _Exchange(grid, nodes, rnd, cfg.federation.round_timeout or None)
     base = {"round": rnd, "clients": len(clients), "lr": lr, "train_loss": 0.0, "examples": 0}
     survivors: set[int] = set()
@@ -119,9 +154,18 @@ def run_round(grid, cfg, state, rnd: int, clients: list[int], nodes: dict[int, i
                               f"secagg.min_clients = {s.min_clients}")
         params = for_round(cfg, len(pids), privacy.user.clip if privacy.user is not None else None)
         adaptive = privacy.user is not None and privacy.user.params.adaptive   # clip bit summed securely
-        srv = ServerRound(pids, book, params, rnd, Layout(shapes, 1 if adaptive else 0), cfg.seed, drops)
-        for p, c in ex("share", msg.SHARE, {p: srv.share_content(p) for p in pids}).items():
-            ex.accept("share", p, srv.on_share, c)
+        layout = Layout(shapes, 1 if adaptive else 0)
+        if ahead is not None and ahead.rnd == rnd and ahead.pids == sorted(pids):
+            srv = ahead
+            srv.retune(params)
+            ex.failures["share"].update(refused)
+            ask = [p for p in pids if p not in srv.u1 and p not in refused]
+        else:
+            srv = ServerRound(pids, book, params, rnd, layout, cfg.seed, drops)
+            ask = pids
+        if ask:
+            for p, c in ex("share", msg.SHARE, {p: srv.share_content(p) for p in ask}).items():
+                ex.accept("share", p, srv.on_share, c)
         for p, why in ex.failures["share"].items():
             if "channel key" in why:            # the node lost or changed its key: ask again next round
                 book.channel.pop(p, None)
@@ -145,8 +189,8 @@ def run_round(grid, cfg, state, rnd: int, clients: list[int], nodes: dict[int, i
             examples += m.get("examples", 0.0)
         del contents
         srv.check_survivors()
-        for p, c in ex("unmask", msg.UNMASK, {p: srv.unmask_content(p) for p in sorted(srv.u2)}).items():
-            ex.accept("unmask", p, srv.on_unmask, c)
+        nxt = _next_round(cfg, book, upcoming, rnd, layout, privacy, drops) if s.share_ahead else None
+        sess.ahead, sess.refused = nxt, _unmask(ex, srv, nxt)
         t_unmask = time.perf_counter()
         total, dither_sum = srv.finish(dither)
         ex.seconds["server_unmask"] = time.perf_counter() - t_unmask
@@ -165,6 +209,59 @@ def run_round(grid, cfg, state, rnd: int, clients: list[int], nodes: dict[int, i
     return {**base, **_stats(ex, srv, survivors), "clients_ok": len(survivors),
             "train_loss": loss_sum / max(examples, 1.0), "examples": int(examples),
             "seconds": time.perf_counter() - t0}
+
+
+def _next_round(cfg, book: KeyBook, upcoming: list[int] | None, rnd: int, layout: Layout, privacy,
+                drops: dict[str, float]) -> ServerRound | None:
+    """Round rnd + 1, set up now so that this round's unmask exchange can ask for its shares;
+    None when it cannot be yet (a client without a channel key, too few clients): that round
+    then shares on its own."""
+    if not upcoming or len(upcoming) < cfg.secagg.min_clients or any(p not in book.channel for p in upcoming):
+        return None
+    try:
+        params = for_round(cfg, len(upcoming), privacy.user.clip if privacy.user is not None else None)
+        return ServerRound(upcoming, book, params, rnd + 1, layout, cfg.seed, drops)
+    except FedembedError:        # the round itself will say why, when it comes
+        return None
+
+
+def _unmask(ex: _Exchange, srv: ServerRound, nxt: ServerRound | None) -> dict[int, str]:
+    """This round's unmask exchange, carrying `nxt`'s share requests: a survivor's in its unmask
+    message, any other client of `nxt` in a share message of its own. Returns the clients of
+    `nxt` whose share answer failed (they sit `nxt` out); a client whose whole message failed is
+    in neither `nxt.u1` nor that list, and `nxt` asks it again."""
+    t0 = time.perf_counter()
+    contents = {p: (msg.UNMASK, f"{srv.rnd}.unmask", srv.unmask_content(p)) for p in sorted(srv.u2)}
+    for p in nxt.pids if nxt is not None else []:
+        if p in contents:
+            contents[p][2][msg.NEXT] = msg.get(nxt.share_content(p))
+        else:
+            contents[p] = (msg.SHARE, f"{nxt.rnd}.share", nxt.share_content(p))
+    answers, failed = ex.send(contents)
+    ex.seconds["unmask"] = time.perf_counter() - t0
+    refused: dict[int, str] = {}
+    for p, why in failed.items():
+        if p in srv.u2:
+            ex.failures["unmask"][p] = why
+        else:
+            refused[p] = why
+    for p, c in answers.items():
+        if p in srv.u2:
+            ex.accept("unmask", p, srv.on_unmask, c)
+            if nxt is None or p not in nxt.pids:
+                continue
+            part = c.config_records.get(msg.NEXT)
+            if part is None:            # a client that does not share ahead: asked again next round
+                continue
+            if msg.NEXT_ERROR in part:
+                refused[p] = str(part[msg.NEXT_ERROR])
+                continue
+            c = RecordDict({msg.SECAGG: part})
+        assert nxt is not None          # only `nxt`'s clients outside this round's survivors get here
+        why = _fold(p, nxt.on_share, c)
+        if why is not None:
+            refused[p] = why
+    return refused
 
 
 def _stats(ex: _Exchange, srv: ServerRound | None, survivors: set[int]) -> dict[str, Any]:

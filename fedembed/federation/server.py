@@ -109,6 +109,7 @@ def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool =
     shapes = {k: v.shape for k, v in state.tables.items()}
     bar = tqdm(total=cfg.federation.rounds, initial=state.round, desc="rounds", unit="round",
                disable=not progress, dynamic_ncols=True)
+    upcoming: list[int] | None = None   # this round's clients, drawn during the last (secagg.share_ahead)
     for rnd in range(state.round + 1, cfg.federation.rounds + 1):
         stop = privacy.budget_stop(rnd)
         if stop:
@@ -118,8 +119,11 @@ def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool =
             copies.save(state.extra)
             checkpoint.save(run_dir, state)
             break
-        record = run_round(grid, cfg, prep, state, rnd, sample_clients(cfg, active, rnd), nodes, vocab_record,
-                           shapes, privacy, copies)
+        clients = upcoming if upcoming is not None else sample_clients(cfg, active, rnd)
+        upcoming = sample_clients(cfg, active, rnd + 1) \
+            if cfg.secagg.enabled and cfg.secagg.share_ahead and rnd < cfg.federation.rounds else None
+        record = run_round(grid, cfg, prep, state, rnd, clients, nodes, vocab_record, shapes, privacy, copies,
+                           upcoming)
         entry = privacy.end_round(rnd)
         if entry is not None:
             record["privacy"] = entry
@@ -152,7 +156,9 @@ def _messages(cfg: Config, content: RecordDict, clients: list[int], nodes: dict[
 
 def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: int, clients: list[int],
               nodes: dict[int, int], vocab_record, shapes, privacy: PrivacySession,
-              copies: ServerCopies | None = None) -> dict[str, Any]:
+              copies: ServerCopies | None = None, upcoming: list[int] | None = None) -> dict[str, Any]:
+    """`upcoming`: the next round's clients, already drawn (secure aggregation asks them for
+    their shares during this round: fedembed/federation/secure_round.py)."""
     t0 = time.perf_counter()
     lr_start, lr_end = learning_rates(cfg, rnd)
     shards = "" if cfg.data.format == DEVICES else str(prep.shard_dir.resolve())  # "": the nodes' own data
@@ -165,7 +171,7 @@ def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: i
         from fedembed.federation import secure_round
 
         return secure_round.run_round(grid, cfg, state, rnd, clients, nodes, content, shapes, privacy, copies,
-                                      lr_start)
+                                      lr_start, upcoming)
     asked = _messages(cfg, content, clients, nodes, copies, rnd)
     timeout = cfg.federation.round_timeout or None
     acc = collector(cfg, shapes)  # running sums, or the rule's per-update collector (robust rules)

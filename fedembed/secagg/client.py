@@ -10,7 +10,9 @@ Stage by stage (fedembed.secagg.messages names the records):
           ±PRG(X25519(s_u, s_v)) (+ if u < v); send only that vector.
   unmask  for each peer the server says survived, its self-mask share; for each peer it says
           dropped, its mask-key share — never both for one peer, and nothing if fewer than t
-          peers survived (the server could otherwise learn a lone update).
+          peers survived (the server could otherwise learn a lone update). An unmask message
+          may also carry the next round's share request (`secagg.share_ahead`): answered after
+          this round's secrets are gone, with fresh ones, exactly as a `share` message would be.
 """
 from __future__ import annotations
 
@@ -157,8 +159,22 @@ def on_unmask(content: RecordDict, state: RecordDict, pid: int) -> RecordDict:
     b_from = sorted(survivors)
     s_from = sorted(dropped)
     del state[msg.STATE_ROUND]       # one answer per round: a second request finds nothing
-    return msg.record(b_from=b_from, b_shares=[held[u][0] for u in b_from],
-                      s_from=s_from, s_shares=[held[u][1] for u in s_from])
+    reply = msg.record(b_from=b_from, b_shares=[held[u][0] for u in b_from],
+                       s_from=s_from, s_shares=[held[u][1] for u in s_from])
+    ahead = content.config_records.get(msg.NEXT)
+    if ahead is not None:
+        reply[msg.NEXT] = share_ahead(ahead, state, pid)
+    return reply
+
+
+def share_ahead(request: ConfigRecord, state: RecordDict, pid: int) -> ConfigRecord:
+    """The next round's `share` answer, or the reason there is none: this round's unmask
+    answer stands either way (the server counts the client out of the next round's sharing
+    only)."""
+    try:
+        return msg.get(on_share(RecordDict({msg.SECAGG: request}), state, pid))
+    except FedembedError as exc:
+        return ConfigRecord({msg.NEXT_ERROR: str(exc)})
 
 
 def on_mask(content: RecordDict, state: RecordDict, pid: int, train: Callable[[RecordDict], ClientUpdate],

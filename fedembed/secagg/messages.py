@@ -7,6 +7,9 @@ Four message types, each answered by a handler in fedembed.secagg.client:
                         up: the masked, quantized update (uint32/uint64) and the plain metrics
   train.secagg_unmask   down: which peers survived        up: self-mask shares of survivors,
                                                               mask-key shares of the dropped
+With `secagg.share_ahead` an unmask message also carries the next round's share request in a
+second record (`NEXT`), and its reply that round's share answer (or why the client could not
+give it), so a round after the first costs two exchanges, not three.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 SECAGG = "secagg"
+NEXT = "secagg_next"        # the next round's share request (down) / answer (up) riding an unmask message
+NEXT_ERROR = "error"        # in an up NEXT record: why this client could not share for the next round
 MASKED = "masked"
 KEYS, SHARE, MASK, UNMASK = "query.secagg_keys", "train.secagg_share", "train.secagg_mask", "train.secagg_unmask"
 STATE_KEYS, STATE_ROUND = "secagg_keys", "secagg_round"   # records in the node's context.state

@@ -54,15 +54,29 @@ class ServerRound:
             raise SecAggAbort(f"round {rnd}: {len(self.pids)} client(s) give some client only {fewest} share "
                               f"holder(s), fewer than the threshold {params.threshold}")
         self.seed, self.drops = seed, drops or {}
-        self.quantizer = Quantizer(layout, params.bits, params.table_range, params.weight_range, params.ring,
-                                   EXTRA_RANGE)
+        self._quantize(params, layout)
         self.s_pk: dict[int, bytes] = {}
         self.boxes: dict[int, dict[int, bytes]] = {}    # receiver → sender → sealed shares
-        self.total = np.zeros(layout.size, dtype=self.quantizer.dtype)
         self.u1: set[int] = set()
         self.u2: set[int] = set()
         self.b_shares: dict[int, dict[int, bytes]] = {}  # owner → holder x → share
         self.s_shares: dict[int, dict[int, bytes]] = {}
+
+    def retune(self, params: RoundParams) -> None:
+        """Quantize with `params` (set at the mask stage: adaptive clipping may have moved C since
+        a share-ahead round was set up); the graph and threshold its shares were made for stay."""
+        if (params.degree, params.threshold) != (self.p.degree, self.p.threshold):
+            raise SecAggAbort(f"round {self.rnd}: shares were made for k = {self.p.degree}, t = {self.p.threshold}, "
+                              f"the round now needs k = {params.degree}, t = {params.threshold}")
+        if self.u2:
+            raise SecAggAbort(f"round {self.rnd}: cannot change the quantization after masked vectors arrived")
+        self._quantize(params, self.quantizer.layout)
+
+    def _quantize(self, params: RoundParams, layout: Layout) -> None:
+        self.p = params
+        self.quantizer = Quantizer(layout, params.bits, params.table_range, params.weight_range, params.ring,
+                                   EXTRA_RANGE)
+        self.total = np.zeros(layout.size, dtype=self.quantizer.dtype)
 
     def _base(self, stage: str) -> dict:
         return {"round": self.rnd, "seed": self.seed, "drop": float(self.drops.get(stage, 0.0))}

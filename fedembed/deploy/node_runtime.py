@@ -168,8 +168,14 @@ class InProcessNode:
                 # The SuperLink hands out a message as soon as the ServerApp pushed its head, maybe
                 # before all its objects: Flower retries those after 1 s, doubling to 10 s, at most
                 # 500 times; we after 5 ms, doubling to 0.1 s, bounded by Flower's 2 h per object.
+                requests = [0, 0]  # object pulls (retries included), object pushes: one HTTPS request each
+
+                def pull(oid: str, _run=run_id):
+                    requests[0] += 1
+                    return pull_object(_run, oid)
+
                 message = pull_and_inflate_object_from_tree(
-                    tree, lambda oid: pull_object(run_id, oid), lambda mid: confirm(run_id, mid), return_type=Message,
+                    tree, pull, lambda mid: confirm(run_id, mid), return_type=Message,
                     initial_backoff=OBJECT_RETRY_MIN, backoff_cap=OBJECT_RETRY_MAX, max_tries_per_object=None)
                 message.metadata.__dict__["_message_id"] = tree.object_id
                 TaskIdentity.run_id, TaskIdentity.node_id = run_id, node_id  # as flwr-clientapp sets them
@@ -180,13 +186,17 @@ class InProcessNode:
                 with no_object_id_recompute():
                     reply_tree = get_object_tree(reply)
                     to_push, session = send(reply, reply_tree, t2 - t1)
-                    push_objects(get_all_nested_objects(reply),
-                                 lambda oid, content: push_object(run_id, session, oid, content),
-                                 object_ids_to_push=to_push)
+
+                    def push(oid: str, content: bytes, _run=run_id, _session=session):
+                        requests[1] += 1
+                        return push_object(_run, _session, oid, content)
+
+                    push_objects(get_all_nested_objects(reply), push, object_ids_to_push=to_push)
                 self.handled += 1
-                log.info("%s message (run %s, group %s): %.3fs old when it came, pulled in %.3fs, app %.3fs, "
-                         "reply pushed in %.3fs", message.metadata.message_type, run_id, message.metadata.group_id,
-                         age, t1 - t0, t2 - t1, time.perf_counter() - t2)
+                log.info("%s message (run %s, group %s): %.3fs old when it came, pulled in %.3fs (%d object "
+                         "requests), app %.3fs, reply pushed in %.3fs (%d)", message.metadata.message_type, run_id,
+                         message.metadata.group_id, age, t1 - t0, requests[0], t2 - t1, time.perf_counter() - t2,
+                         requests[1])
             except RunNotRunningException:
                 log.info("the run is no longer running; message ignored")
             except Exception:  # noqa: BLE001 - one bad message (objects gone, a reply refused) must not end the node

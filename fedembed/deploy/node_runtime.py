@@ -145,63 +145,67 @@ class InProcessNode:
 
     def serve(self, conn, stop: threading.Event) -> None:
         """The node's loop on an open Fleet connection, until `stop` is set."""
-        from flwr.app import Message
-        from flwr.supercore.inflatable.inflatable_object import (get_all_nested_objects, get_object_tree,
-                                                                 no_object_id_recompute)
-        from flwr.supercore.inflatable.inflatable_utils import pull_and_inflate_object_from_tree, push_objects
         from flwr.supercore.run import RunNotRunningException
-        from flwr.supercore.task_identity import TaskIdentity
 
-        node_id, receive, send, get_run, get_fab, pull_object, push_object, confirm = conn
+        receive = conn[1]
         while not stop.is_set():
             try:
                 got = receive()
                 if got is None:
                     stop.wait(self.backoff.next())
                     continue
-                t0 = time.perf_counter()
                 self.backoff.reset()
-                head, tree = got
-                age = max(0.0, time.time() - float(head.metadata.created_at))  # since the ServerApp made it
-                run_id = head.metadata.run_id
-                run = self._run_info(run_id, node_id, get_run, get_fab)
-                # The SuperLink hands out a message as soon as the ServerApp pushed its head, maybe
-                # before all its objects: Flower retries those after 1 s, doubling to 10 s, at most
-                # 500 times; we after 5 ms, doubling to 0.1 s, bounded by Flower's 2 h per object.
-                requests = [0, 0]  # object pulls (retries included), object pushes: one HTTPS request each
-
-                def pull(oid: str, _run=run_id):
-                    requests[0] += 1
-                    return pull_object(_run, oid)
-
-                message = pull_and_inflate_object_from_tree(
-                    tree, pull, lambda mid: confirm(run_id, mid), return_type=Message,
-                    initial_backoff=OBJECT_RETRY_MIN, backoff_cap=OBJECT_RETRY_MAX, max_tries_per_object=None)
-                message.metadata.__dict__["_message_id"] = tree.object_id
-                TaskIdentity.run_id, TaskIdentity.node_id = run_id, node_id  # as flwr-clientapp sets them
-                t1 = time.perf_counter()
-                reply = self.handle(message, run)
-                t2 = time.perf_counter()
-                reply.metadata.__dict__["_message_id"] = reply.object_id
-                with no_object_id_recompute():
-                    reply_tree = get_object_tree(reply)
-                    to_push, session = send(reply, reply_tree, t2 - t1)
-
-                    def push(oid: str, content: bytes, _run=run_id, _session=session):
-                        requests[1] += 1
-                        return push_object(_run, _session, oid, content)
-
-                    push_objects(get_all_nested_objects(reply), push, object_ids_to_push=to_push)
-                self.handled += 1
-                log.info("%s message (run %s, group %s): %.3fs old when it came, pulled in %.3fs (%d object "
-                         "requests), app %.3fs, reply pushed in %.3fs (%d)", message.metadata.message_type, run_id,
-                         message.metadata.group_id, age, t1 - t0, requests[0], t2 - t1, time.perf_counter() - t2,
-                         requests[1])
+                self.answer(conn, *got)
             except RunNotRunningException:
                 log.info("the run is no longer running; message ignored")
             except Exception:  # noqa: BLE001 - one bad message (objects gone, a reply refused) must not end the node
                 log.exception("handling a message failed; the node goes on")
                 stop.wait(self.backoff.next())
+
+    def answer(self, conn, head, tree) -> None:
+        """Pull the message whose head came, run the app on it, push the reply; log the timings."""
+        from flwr.app import Message
+        from flwr.supercore.inflatable.inflatable_object import (get_all_nested_objects, get_object_tree,
+                                                                 no_object_id_recompute)
+        from flwr.supercore.inflatable.inflatable_utils import pull_and_inflate_object_from_tree, push_objects
+        from flwr.supercore.task_identity import TaskIdentity
+
+        node_id, _, send, get_run, get_fab, pull_object, push_object, confirm = conn
+        t0 = time.perf_counter()
+        age = max(0.0, time.time() - float(head.metadata.created_at))  # since the ServerApp made it
+        run_id = head.metadata.run_id
+        run = self._run_info(run_id, node_id, get_run, get_fab)
+        requests = [0, 0]  # object pulls (retries included), object pushes: one HTTPS request each
+
+        def pull(oid: str):
+            requests[0] += 1
+            return pull_object(run_id, oid)
+
+        # The SuperLink hands out a message as soon as the ServerApp pushed its head, maybe
+        # before all its objects: Flower retries those after 1 s, doubling to 10 s, at most
+        # 500 times; we after 5 ms, doubling to 0.1 s, bounded by Flower's 2 h per object.
+        message = pull_and_inflate_object_from_tree(
+            tree, pull, lambda mid: confirm(run_id, mid), return_type=Message,
+            initial_backoff=OBJECT_RETRY_MIN, backoff_cap=OBJECT_RETRY_MAX, max_tries_per_object=None)
+        message.metadata.__dict__["_message_id"] = tree.object_id
+        TaskIdentity.run_id, TaskIdentity.node_id = run_id, node_id  # as flwr-clientapp sets them
+        t1 = time.perf_counter()
+        reply = self.handle(message, run)
+        t2 = time.perf_counter()
+        reply.metadata.__dict__["_message_id"] = reply.object_id
+        with no_object_id_recompute():
+            to_push, session = send(reply, get_object_tree(reply), t2 - t1)
+
+            def push(oid: str, content: bytes):
+                requests[1] += 1
+                return push_object(run_id, session, oid, content)
+
+            push_objects(get_all_nested_objects(reply), push, object_ids_to_push=to_push)
+        self.handled += 1
+        log.info("%s message (run %s, group %s): %.3fs old when it came, pulled in %.3fs (%d object requests), "
+                 "app %.3fs, reply pushed in %.3fs (%d)", message.metadata.message_type, run_id,
+                 message.metadata.group_id, age, t1 - t0, requests[0], t2 - t1, time.perf_counter() - t2,
+                 requests[1])
 
 
 def auth_keys(key_path: Path | None):

@@ -131,6 +131,7 @@ def test_shares_asked_ahead_ride_the_unmask_answer_and_a_refusal_keeps_it():
         replies[p] = proto.on_unmask(ask, states[p], p)
         srv.on_unmask(p, replies[p])
     assert "stale channel key" in str(replies[1].config_records[msg.NEXT][msg.NEXT_ERROR])
+    assert msg.get(replies[1])["b_from"] == [0, 1, 2, 3]          # its unmask answer came all the same
     for p in (0, 2, 3):
         nxt.on_share(p, RecordDict({msg.SECAGG: replies[p].config_records[msg.NEXT]}))
         assert int(states[p].config_records[msg.STATE_ROUND]["round"]) == 2

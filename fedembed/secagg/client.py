@@ -175,6 +175,8 @@ def share_ahead(request: ConfigRecord, state: RecordDict, pid: int) -> ConfigRec
         return msg.get(on_share(RecordDict({msg.SECAGG: request}), state, pid))
     except FedembedError as exc:
         return ConfigRecord({msg.NEXT_ERROR: str(exc)})
+    except (KeyError, ValueError, TypeError) as exc:     # a malformed request must not cost the unmask answer
+        return ConfigRecord({msg.NEXT_ERROR: f"malformed share request: {exc!r}"})
 
 
 def on_mask(content: RecordDict, state: RecordDict, pid: int, train: Callable[[RecordDict], ClientUpdate],

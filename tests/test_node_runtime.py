@@ -183,6 +183,14 @@ def test_a_new_run_gets_a_new_context_and_its_series_state(app_module, task_iden
     assert [r["seen"] for r in replies] == ([1, 2, 3] if series else [1, 2, 1])
 
 
+def test_a_long_lived_node_keeps_only_its_latest_runs(app_module, task_identity, monkeypatch):
+    monkeypatch.setattr(node_runtime, "MAX_RUNS", 2)
+    node, fleet = serve(app_module, [query(1, run_id=7), query(2, run_id=8), query(3, run_id=9),
+                                     query(4, run_id=8), query(5, run_id=7)], fab(clientapp=app_module))
+    assert list(node.runs) == [8, 7] and fleet.runs_fetched == 4    # run 7 was dropped, then fetched anew
+    assert [fleet.reply(i)[1].content["r"]["seen"] for i in range(5)] == [1, 1, 1, 2, 1]
+
+
 def test_a_run_of_another_app_gets_an_error_reply(app_module, task_identity):
     from flwr.common.constant import ErrorCode
 

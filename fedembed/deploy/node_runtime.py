@@ -4,7 +4,7 @@ Flower 1.42's `flower-supernode` pays a fixed cost on every message, none of it 
 outside Flower: the node sleeps 3 s whenever a pull finds nothing, hands each message to a
 SuperExec that starts a fresh `flwr-clientapp` process (which imports torch and fedembed again),
 and looks for the reply every 0.5 s. About 7 s a message on this machine with the CPU idle; a
-SecAgg+ round is four messages (docs/BENCHMARKS.md, "Deployment").
+SecAgg+ round is three messages, four in the first (docs/BENCHMARKS.md, "Deployment").
 
 This runtime keeps Flower's whole Fleet side — `flwr.supernode.fleet_http_connection`: TLS,
 SuperNode authentication with the registered key, heartbeats, retries while the SuperLink is
@@ -38,6 +38,7 @@ log = logging.getLogger("fedembed.deploy.node_runtime")  # also when run as __ma
 FLOWER, INPROCESS = "flower", "inprocess"  # the node runtimes: Flower's flower-supernode, this module
 RUNTIMES = (INPROCESS, FLOWER)
 POLL_MIN, POLL_MAX = 0.005, 0.2
+MAX_RUNS = 32  # runs whose Context a node keeps (a long-lived device serves run after run)
 OBJECT_RETRY_MIN, OBJECT_RETRY_MAX = 0.005, 0.1
 
 
@@ -107,6 +108,7 @@ class InProcessNode:
         from flwr.common.config import get_fused_config_from_fab
 
         if run_id in self.runs:
+            self.runs[run_id] = self.runs.pop(run_id)   # the most recently used last
             return self.runs[run_id]
         run = get_run(run_id)
         fab = get_fab(run.fab_hash, run_id)
@@ -126,6 +128,8 @@ class InProcessNode:
             self.series[run.series_id] = context
         info = RunInfo(context, refused)
         self.runs[run_id] = info
+        while len(self.runs) > MAX_RUNS:     # the least recently used; a series' latest state stays in `series`
+            del self.runs[next(iter(self.runs))]
         return info
 
     def handle(self, message, run: RunInfo):

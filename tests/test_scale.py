@@ -61,7 +61,7 @@ class PushPullGrid:
 def test_windowed_send_keeps_at_most_window_in_flight_and_returns_every_reply():
     grid = PushPullGrid(7)
     msgs = [Message(content=wire.node_content(-1, -1), dst_node_id=n, message_type="query") for n in grid.nodes]
-    replies = list(stream.send_and_receive(grid, msgs, window=3, poll_s=0))
+    replies = list(stream.send_and_receive(grid, msgs, window=3, poll_s=1e-4))
     assert sorted(wire.parse_node(r.content)[0] for r in replies) == list(range(7))
     assert grid.most_in_flight == 3
     assert server.discover_partitions(PushPullGrid(7), expected=7, wait_s=5, window=2) == {p: 100 + p for p in range(7)}

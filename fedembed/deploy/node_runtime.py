@@ -27,40 +27,20 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from fedembed.errors import ConfigError
+from fedembed.federation.stream import Backoff
 
 log = logging.getLogger("fedembed.deploy.node_runtime")  # also when run as __main__
 
 FLOWER, INPROCESS = "flower", "inprocess"  # the node runtimes: Flower's flower-supernode, this module
 RUNTIMES = (INPROCESS, FLOWER)
-POLL_MIN, POLL_MAX = 0.005, 0.2
+POLL_MIN, POLL_MAX = 0.005, 0.2   # the node's Backoff: a pull 5 ms after a message, at most every 0.2 s idle
 MAX_RUNS = 32  # runs whose Context a node keeps (a long-lived device serves run after run)
 OBJECT_RETRY_MIN, OBJECT_RETRY_MAX = 0.005, 0.1
-
-
-@dataclass
-class Backoff:
-    """Seconds to wait before the next pull: `low` right after a message, doubling to `high`."""
-    low: float = POLL_MIN
-    high: float = POLL_MAX
-    current: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        if not 0 < self.low <= self.high:
-            raise ConfigError(f"poll interval must satisfy 0 < min <= max, got min {self.low}, max {self.high}")
-        self.current = self.low
-
-    def reset(self) -> None:
-        self.current = self.low
-
-    def next(self) -> float:
-        wait = self.current
-        self.current = min(self.current * 2, self.high)
-        return wait
 
 
 def app_reference(fab_content: bytes) -> tuple[str, str]:
@@ -96,7 +76,7 @@ class InProcessNode:
                  backoff: Backoff | None = None) -> None:
         self.project, self.app_ref = project, app_ref
         self.node_config = dict(node_config)
-        self.backoff = backoff or Backoff()
+        self.backoff = backoff or Backoff(POLL_MIN, POLL_MAX)
         self.app = load_app(app_ref)  # once, before connecting: an import error is the user's to see now
         self.runs: dict[int, RunInfo] = {}
         self.series: dict[int, Any] = {}  # run series -> its latest Context

@@ -26,12 +26,37 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 
 from flwr.app import Message
+
+from fedembed.errors import ConfigError
 
 POLL_S = 0.01
 MAX_POLL_S = 0.025
 OBJECT_RETRY_S, MAX_OBJECT_RETRY_S = 0.005, 0.1
+
+
+@dataclass
+class Backoff:
+    """Seconds to wait before the next poll: `low` right after something came, doubling to `high`
+    (this loop's reply polls; a deployed node's message polls, fedembed/deploy/node_runtime.py)."""
+    low: float
+    high: float
+    current: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low <= self.high:
+            raise ConfigError(f"poll interval must satisfy 0 < min <= max, got min {self.low}, max {self.high}")
+        self.current = self.low
+
+    def reset(self) -> None:
+        self.current = self.low
+
+    def next(self) -> float:
+        wait = self.current
+        self.current = min(self.current * 2, self.high)
+        return wait
 
 
 def fast_object_retries() -> bool:
@@ -61,7 +86,7 @@ def send_and_receive(grid, messages: Iterable[Message], window: int = 0, timeout
     fast_object_retries()
     if window <= 0:
         window = max(1, len(messages))
-    sleep = poll_s
+    backoff = Backoff(poll_s, max_poll_s)
     deadline = time.monotonic() + timeout if timeout else None
     waiting = messages[::-1]  # pop() sends them in the given order
     in_flight: set[str] = set()
@@ -76,7 +101,6 @@ def send_and_receive(grid, messages: Iterable[Message], window: int = 0, timeout
         if deadline is not None and time.monotonic() >= deadline:
             return
         if replies:
-            sleep = poll_s
+            backoff.reset()
         else:
-            time.sleep(sleep)
-            sleep = min(max_poll_s, sleep * 2)
+            time.sleep(backoff.next())

@@ -116,6 +116,7 @@ class SecureGrid:
         self.fail = fail or {}
         self.calls: dict[str, int] = {}
         self.seen: list[tuple[str, RecordDict]] = []     # every reply content the server received
+        self.batches: list[list[str]] = []               # each exchange: its messages' groups ("round.stage")
 
     def get_node_ids(self):
         return list(self.nodes)
@@ -128,6 +129,7 @@ class SecureGrid:
         from fedembed.secagg.handlers import HANDLERS
 
         out = []
+        self.batches.append([m.metadata.group_id for m in messages])
         for m in messages:
             node = m.metadata.dst_node_id
             pid, mtype = self.nodes[node], m.metadata.message_type

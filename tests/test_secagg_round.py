@@ -107,6 +107,29 @@ def test_sharing_ahead_drops_an_exchange_a_round_and_changes_nothing_else(tmp_pa
     assert calls[True][msg.MASK] == calls[False][msg.MASK] and calls[True][msg.UNMASK] == calls[False][msg.UNMASK]
 
 
+def test_a_sampled_federation_advertises_keys_and_shares_ahead(tmp_path, write_scenario):
+    """8 clients, 3 a round: new clients' keys ride the unmask exchange of two rounds before
+    theirs, so from round 3 on a round is two exchanges, with the same clients and outcomes."""
+    from collections import Counter
+
+    runs = {}
+    for ahead in (True, False):
+        grid = S.SecureGrid(8)
+        _, rows = _run(write_scenario, tmp_path / str(ahead), grid, f"{ahead}.toml", partition={"num_clients": 8},
+                       secagg={"enabled": True, "share_ahead": ahead},
+                       federation={"rounds": 6, "clients_per_round": 3})
+        exchanges = Counter(min(int(g.split(".")[0]) for g in batch) for batch in grid.batches
+                            if all(batch))         # not the partition discovery (no group)
+        runs[ahead] = [exchanges[r] for r in range(1, 7)], [(r["clients"], r["clients_ok"]) for r in rows], grid
+    (ahead, rows_a, grid_a), (plain, rows_p, grid_p) = runs[True], runs[False]
+    assert rows_a == rows_p == [(3, 3)] * 6
+    assert ahead[2:] == [2, 2, 2, 2] and ahead[0] == 4      # round 1: keys, share, mask, unmask
+    assert all(n in (3, 4) for n in plain) and 4 in plain[1:]   # a new client costs a keys exchange
+    keyed = [sum(msg.STATE_KEYS in c.state.config_records for c in g.contexts.values()) for g in (grid_a, grid_p)]
+    assert grid_a.calls[msg.KEYS] == keyed[0] and grid_p.calls[msg.KEYS] == keyed[1]   # asked once per client
+    assert grid_a.calls[msg.SHARE] < grid_p.calls[msg.SHARE]
+
+
 def test_a_client_whose_unmask_message_failed_is_asked_for_its_shares_again(tmp_path, write_scenario):
     grid = S.SecureGrid(5, fail={(1, msg.UNMASK): {2}})
     _, rows = _run(write_scenario, tmp_path / "run", grid, partition={"num_clients": 5}, secagg={"enabled": True},

@@ -7,11 +7,14 @@
   unmask   train.secagg_unmask  who survived down; the shares needed to unmask up
 
 Three round trips a round (the plain path has one), or two with `secagg.share_ahead` (the
-default): the unmask messages of round r also ask round r + 1's clients for their shares, so
-a round that follows another starts at its mask stage. Round r + 1's clients are drawn before
-round r ends (they do not depend on it); a client whose combined message failed as a whole is
-asked for its shares again at round r + 1, one whose share answer failed sits that round out,
-as in a round of its own. The tables go down and the update comes up once each, as in the
+default): round r's unmask exchange also asks round r + 1's clients for their shares, so a
+round that follows another starts at its mask stage, and asks the clients of rounds r + 1
+and r + 2 that never advertised a channel key for it, so that a sampled federation's new
+clients do not hold a round up with a keys exchange (and can share ahead a round later). The
+clients of those rounds are drawn early (they do not depend on round r). A client whose
+combined message failed as a whole is asked for its shares again at round r + 1, one whose
+share answer failed sits that round out, as in a round of its own; a key that did not come
+is asked for again when its round comes. The tables go down and the update comes up once each, as in the
 plain path. The server folds each masked vector into a running sum
 mod 2^w; it never holds an unmasked individual update. If the survivors are too few, or
 some secret cannot be reconstructed (too many dropouts), the round aborts: the global
@@ -128,10 +131,10 @@ def _size(content: RecordDict) -> int:
 
 def run_round(grid, cfg, state, rnd: int, clients: list[int], nodes: dict[int, int], train_content: RecordDict,
               shapes: dict[str, tuple[int, ...]], privacy, copies, lr: float,
-              upcoming: list[int] | None = None) -> dict[str, Any]:
+              upcoming: list[list[int]] = ()) -> dict[str, Any]:
     """One secure round; applies the aggregate to `state.tables` unless it aborts. `upcoming`:
-    the next round's clients, whose shares this round's unmask exchange asks for
-    (`secagg.share_ahead`); None when there is no next round or it is not known yet."""
+    the next rounds' clients, nearest first, whose keys and shares this round's unmask exchange
+    asks for (`secagg.share_ahead`); empty when there is no next round or it is not known yet."""
     t0 = time.perf_counter()
     s = cfg.secagg
     drops = {st: getattr(s, f"drop_{st}") for st in STAGES}
@@ -189,8 +192,12 @@ def run_round(grid, cfg, state, rnd: int, clients: list[int], nodes: dict[int, i
             examples += m.get("examples", 0.0)
         del contents
         srv.check_survivors()
-        nxt = _next_round(cfg, book, upcoming, rnd, layout, privacy, drops) if s.share_ahead else None
-        sess.ahead, sess.refused = nxt, _unmask(ex, srv, nxt)
+        nxt = _next_round(cfg, book, upcoming[0] if upcoming else None, rnd, layout, privacy, drops) \
+            if s.share_ahead else None
+        keys_for = _keys_ahead(book, upcoming, rnd) if s.share_ahead else {}
+        sess.ahead, sess.refused = nxt, _unmask(ex, srv, nxt, book,
+                                                {p: msg.record(round=r, seed=cfg.seed, drop=drops["keys"])
+                                                 for p, r in keys_for.items()})
         t_unmask = time.perf_counter()
         total, dither_sum = srv.finish(dither)
         ex.seconds["server_unmask"] = time.perf_counter() - t_unmask
@@ -225,11 +232,24 @@ def _next_round(cfg, book: KeyBook, upcoming: list[int] | None, rnd: int, layout
         return None
 
 
-def _unmask(ex: _Exchange, srv: ServerRound, nxt: ServerRound | None) -> dict[int, str]:
-    """This round's unmask exchange, carrying `nxt`'s share requests: a survivor's in its unmask
-    message, any other client of `nxt` in a share message of its own. Returns the clients of
-    `nxt` whose share answer failed (they sit `nxt` out); a client whose whole message failed is
-    in neither `nxt.u1` nor that list, and `nxt` asks it again."""
+def _keys_ahead(book: KeyBook, upcoming: list[list[int]], rnd: int) -> dict[int, int]:
+    """Clients of the coming rounds without a channel key → the first of those rounds they are in."""
+    need: dict[int, int] = {}
+    for i, cohort in enumerate(upcoming):
+        for p in cohort:
+            if p not in book.channel:
+                need.setdefault(p, rnd + 1 + i)
+    return need
+
+
+def _unmask(ex: _Exchange, srv: ServerRound, nxt: ServerRound | None, book: KeyBook,
+            keys: dict[int, RecordDict]) -> dict[int, str]:
+    """This round's unmask exchange, carrying `nxt`'s share requests (a survivor's in its unmask
+    message, any other client of `nxt` in a share message of its own) and `keys` queries for
+    clients of the coming rounds (they learn into `book`; one that fails is asked again in its
+    round). Returns the clients of `nxt` whose share answer failed (they sit `nxt` out); a
+    client whose whole message failed is in neither `nxt.u1` nor that list, and `nxt` asks it
+    again."""
     t0 = time.perf_counter()
     contents = {p: (msg.UNMASK, f"{srv.rnd}.unmask", srv.unmask_content(p)) for p in sorted(srv.u2)}
     for p in nxt.pids if nxt is not None else []:
@@ -237,15 +257,23 @@ def _unmask(ex: _Exchange, srv: ServerRound, nxt: ServerRound | None) -> dict[in
             contents[p][2][msg.NEXT] = msg.get(nxt.share_content(p))
         else:
             contents[p] = (msg.SHARE, f"{nxt.rnd}.share", nxt.share_content(p))
+    for p, content in keys.items():   # no channel key: neither a survivor nor a client of `nxt`
+        contents[p] = (msg.KEYS, f"{int(msg.get(content)['round'])}.keys", content)
     answers, failed = ex.send(contents)
     ex.seconds["unmask"] = time.perf_counter() - t0
     refused: dict[int, str] = {}
     for p, why in failed.items():
         if p in srv.u2:
             ex.failures["unmask"][p] = why
+        elif p in keys:
+            log.info("round %d: partition %d did not advertise its key ahead (asked again in its round): %s",
+                     srv.rnd, p, why)
         else:
             refused[p] = why
     for p, c in answers.items():
+        if p in keys:
+            _fold(p, book.learn, c)
+            continue
         if p in srv.u2:
             ex.accept("unmask", p, srv.on_unmask, c)
             if nxt is None or p not in nxt.pids:

@@ -81,6 +81,9 @@ def initial_state(cfg: Config, run_dir: Path, prep: Prepared, resume: bool) -> c
     return checkpoint.State(0, family.init_tables(len(prep.vocab), cfg.seed), fingerprint)
 
 
+LOOK_AHEAD = 2   # rounds whose clients are drawn early: r + 1 shares, r + 2 advertises its keys, during round r
+
+
 def sample_clients(cfg: Config, active: list[int], rnd: int) -> list[int]:
     """Under user-level DP, Poisson sampling from secret randomness (the amplification the
     accountant counts on; the number of clients varies and may be 0); otherwise a fixed-size
@@ -109,7 +112,8 @@ def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool =
     shapes = {k: v.shape for k, v in state.tables.items()}
     bar = tqdm(total=cfg.federation.rounds, initial=state.round, desc="rounds", unit="round",
                disable=not progress, dynamic_ncols=True)
-    upcoming: list[int] | None = None   # this round's clients, drawn during the last (secagg.share_ahead)
+    drawn: dict[int, list[int]] = {}   # round → its clients, drawn ahead (secagg.share_ahead)
+    look = LOOK_AHEAD if cfg.secagg.enabled and cfg.secagg.share_ahead else 0
     for rnd in range(state.round + 1, cfg.federation.rounds + 1):
         stop = privacy.budget_stop(rnd)
         if stop:
@@ -119,11 +123,13 @@ def run(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool =
             copies.save(state.extra)
             checkpoint.save(run_dir, state)
             break
-        clients = upcoming if upcoming is not None else sample_clients(cfg, active, rnd)
-        upcoming = sample_clients(cfg, active, rnd + 1) \
-            if cfg.secagg.enabled and cfg.secagg.share_ahead and rnd < cfg.federation.rounds else None
+        clients = drawn.pop(rnd) if rnd in drawn else sample_clients(cfg, active, rnd)
+        later = range(rnd + 1, min(rnd + look, cfg.federation.rounds) + 1)
+        for r in later:
+            if r not in drawn:
+                drawn[r] = sample_clients(cfg, active, r)
         record = run_round(grid, cfg, prep, state, rnd, clients, nodes, vocab_record, shapes, privacy, copies,
-                           upcoming)
+                           [drawn[r] for r in later])
         entry = privacy.end_round(rnd)
         if entry is not None:
             record["privacy"] = entry
@@ -156,9 +162,9 @@ def _messages(cfg: Config, content: RecordDict, clients: list[int], nodes: dict[
 
 def run_round(grid, cfg: Config, prep: Prepared, state: checkpoint.State, rnd: int, clients: list[int],
               nodes: dict[int, int], vocab_record, shapes, privacy: PrivacySession,
-              copies: ServerCopies | None = None, upcoming: list[int] | None = None) -> dict[str, Any]:
-    """`upcoming`: the next round's clients, already drawn (secure aggregation asks them for
-    their shares during this round: fedembed/federation/secure_round.py)."""
+              copies: ServerCopies | None = None, upcoming: list[list[int]] = ()) -> dict[str, Any]:
+    """`upcoming`: the next rounds' clients, already drawn, nearest first (secure aggregation asks
+    them for their keys and shares during this round: fedembed/federation/secure_round.py)."""
     t0 = time.perf_counter()
     lr_start, lr_end = learning_rates(cfg, rnd)
     shards = "" if cfg.data.format == DEVICES else str(prep.shard_dir.resolve())  # "": the nodes' own data

@@ -148,8 +148,7 @@ def run_round(grid, cfg, state, rnd: int, clients: list[int], nodes: dict[int, i
     srv = None
     try:
         need = [p for p in clients if p not in book.channel]
-        for p, c in ex("keys", msg.KEYS, {p: msg.record(round=rnd, seed=cfg.seed, drop=drops["keys"])
-                                          for p in need}).items():
+        for p, c in ex("keys", msg.KEYS, {p: _keys_query(cfg, rnd) for p in need}).items():
             ex.accept("keys", p, book.learn, c)
         pids = [p for p in clients if p in book.channel]
         if len(pids) < s.min_clients:
@@ -196,8 +195,7 @@ def run_round(grid, cfg, state, rnd: int, clients: list[int], nodes: dict[int, i
             if s.share_ahead else None
         keys_for = _keys_ahead(book, upcoming, rnd) if s.share_ahead else {}
         sess.ahead, sess.refused = nxt, _unmask(ex, srv, nxt, book,
-                                                {p: msg.record(round=r, seed=cfg.seed, drop=drops["keys"])
-                                                 for p, r in keys_for.items()})
+                                                {p: _keys_query(cfg, r) for p, r in keys_for.items()})
         t_unmask = time.perf_counter()
         total, dither_sum = srv.finish(dither)
         ex.seconds["server_unmask"] = time.perf_counter() - t_unmask
@@ -230,6 +228,11 @@ def _next_round(cfg, book: KeyBook, upcoming: list[int] | None, rnd: int, layout
         return ServerRound(upcoming, book, params, rnd + 1, layout, cfg.seed, drops)
     except FedembedError:        # the round itself will say why, when it comes
         return None
+
+
+def _keys_query(cfg, rnd: int) -> RecordDict:
+    """Ask a client for its channel key, for round `rnd` (a seeded test dropout is drawn for it)."""
+    return msg.record(round=rnd, seed=cfg.seed, drop=cfg.secagg.drop_keys)
 
 
 def _keys_ahead(book: KeyBook, upcoming: list[list[int]], rnd: int) -> dict[int, int]:

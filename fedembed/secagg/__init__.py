@@ -13,7 +13,8 @@ per-row weights, one vector), never one client's. Pieces, one job each:
 - `params`: the round's protocol parameters, resolved and checked from `[secagg]`.
 - `messages`: what each stage's messages carry; `handlers`: the ClientApp's four handlers.
 - `client`, `server`: the two sides of the three-stage protocol (share keys, train + mask,
-  unmask); `fedembed.federation.secure_round` drives it over Flower's Grid.
+  unmask); `fedembed.federation.secure_round` drives it over Flower's Grid, by default with
+  the next round's share stage riding this round's unmask exchange (`secagg.share_ahead`).
 
 With user-level DP on, clients add the noise in shares before masking
 (fedembed/privacy/distributed.py). Threat model: an honest-but-curious server and clients

@@ -154,7 +154,8 @@ def main() -> int:
     result: dict = {
         "setting": {k: getattr(args, k) for k in ("corpus", "vocab", "min_count", "clients", "rounds", "dim",
                                                   "local_epochs", "state", "share_ahead")},
-        "simulated_round_s": sim, "simulated_stage_s": stage_seconds(work / "sim"), "median_simulated_s": statistics.median(sim), "simulated_total_s": sim_total,
+        "simulated_round_s": sim, "simulated_stage_s": stage_seconds(work / "sim"),
+        "median_simulated_s": statistics.median(sim), "simulated_total_s": sim_total,
         "deployed": {}, "load_avg_1min": load, "cpu_count": os.cpu_count(),
     }
     for runtime in args.runtime:

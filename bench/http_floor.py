@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import socket
 import statistics
 import sys
 import tempfile
@@ -49,16 +48,11 @@ def _serve(port: int, size: int, cert: str, key: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", ssl_certfile=cert, ssl_keyfile=key)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> int:
     import httpx
 
     from fedembed.deploy.certs import generate
+    from fedembed.deploy.processes import free_port
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=float, default=3.5)
@@ -67,7 +61,7 @@ def main() -> int:
     size = int(args.mb * 1e6)
     with tempfile.TemporaryDirectory() as tmp:
         tls = generate(Path(tmp))
-        port = _free_port()
+        port = free_port()
         server = mp.get_context("spawn").Process(target=_serve, args=(port, size, str(tls.server_cert),
                                                                      str(tls.server_key)), daemon=True)
         server.start()

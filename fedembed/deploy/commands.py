@@ -48,6 +48,7 @@ def _client(args: argparse.Namespace) -> int:
     from fedembed.deploy.processes import flower_env, free_port
     from fedembed.deploy.node_keys import load_private
     from fedembed.deploy.node_runtime import INPROCESS
+    from fedembed.federation.stream import Backoff
 
     superlink = _host_port(args.superlink)
     data = Path(args.data).expanduser().resolve()
@@ -67,8 +68,7 @@ def _client(args: argparse.Namespace) -> int:
     if key is not None:
         load_private(key)
     cache = Path(args.cache).expanduser().resolve() if args.cache else device.cache_root()
-    if not 0 < args.poll_min <= args.poll_max:
-        raise ConfigError(f"--poll-min/--poll-max must satisfy 0 < min <= max, got {args.poll_min}, {args.poll_max}")
+    backoff = Backoff(args.poll_min, args.poll_max)  # refuses bad --poll-min/--poll-max before anything starts
     node_config = {"partition-id": args.partition_id, "num-partitions": args.num_partitions, "data-path": str(data)}
     env = {device.CACHE_ENV: str(cache)}
     if args.vocab:
@@ -80,7 +80,7 @@ def _client(args: argparse.Namespace) -> int:
           f"SuperLink {args.superlink} ({'TLS' if ca else 'INSECURE'}, {'auth key ' + str(key) if key else 'no auth key'}), "
           f"{args.runtime} runtime", flush=True)
     if args.runtime == INPROCESS:
-        return _client_in_process(superlink, ca, key, node_config, env, args)
+        return _client_in_process(superlink, ca, key, node_config, env, backoff, args)
     home = Path(args.flwr_home).expanduser().resolve() if args.flwr_home else cache / "flwr-home"
     home.mkdir(parents=True, exist_ok=True)  # flower-supernode installs the app there
     argv = supernode_argv(superlink, ca, key, node_config, args.runtime_port or free_port(),
@@ -105,7 +105,7 @@ def _client(args: argparse.Namespace) -> int:
 
 
 def _client_in_process(superlink: str, ca: Path | None, key: Path | None, node_config: dict,
-                       env: dict[str, str], args: argparse.Namespace) -> int:
+                       env: dict[str, str], backoff, args: argparse.Namespace) -> int:
     """This process is the SuperNode and runs the ClientApp itself (fedembed/deploy/node_runtime.py)."""
     import logging
     import os
@@ -117,7 +117,7 @@ def _client_in_process(superlink: str, ca: Path | None, key: Path | None, node_c
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     logging.getLogger("flwr").propagate = False  # Flower prints its own lines; our root handler would repeat them
     handled = node_runtime.run_node(superlink, node_config, ca, key,
-                                    backoff=node_runtime.Backoff(args.poll_min, args.poll_max),
+                                    backoff=backoff,
                                     max_retries=args.max_retries, max_wait_time=args.max_wait_time)
     print(f"fedembed client: stopped after {handled} messages; peak memory {nodelog.peak_rss_mb():.1f} MB "
           f"(ru_maxrss)", flush=True)

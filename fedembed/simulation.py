@@ -32,9 +32,11 @@ RAY_START_ATTEMPTS = 3
 
 def start_local_ray(init_args: dict[str, Any], attempts: int = RAY_START_ATTEMPTS, init=None, shutdown=None) -> None:
     """Start this run's private Ray before Flower would (its backend then reuses it), retrying
-    a failed start: on a crowded machine Ray's GCS sometimes misses its hard-coded 30 s
-    start-up deadline ("Timed out waiting for file .../gcs_server_port_...") and Flower would
-    end the whole simulation on that first try."""
+    a failed start: on a crowded machine Ray's GCS or raylet sometimes misses one of its
+    hard-coded 30 s start-up deadlines and Flower would end the whole simulation on that first
+    try. Ray 2.55 reports these as RuntimeError ("Timed out waiting for file
+    .../gcs_server_port_...") or as a bare Exception ("The current node timed out during
+    startup"), so anything but a bad argument is retried."""
     import ray
 
     init, shutdown = init or ray.init, shutdown or ray.shutdown
@@ -47,7 +49,9 @@ def start_local_ray(init_args: dict[str, Any], attempts: int = RAY_START_ATTEMPT
         try:
             init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, **init_args)
             return
-        except (RuntimeError, ConnectionError, TimeoutError) as exc:
+        except (ValueError, TypeError):
+            raise  # a wrong argument fails the same way every time
+        except Exception as exc:  # noqa: BLE001 - see the docstring: Ray raises bare Exception here
             shutdown()
             if attempt == attempts:
                 from fedembed.errors import FedembedError

@@ -16,7 +16,7 @@ from fedembed.data.partition import PARTITIONERS, make
 from fedembed.data.prepare import prepare, write_shards
 from fedembed.data.shards import Manifest, ShardWriter, load_shard, shard_paths
 from fedembed.errors import ConfigError, CorpusError
-from fedembed.vocab import Vocabulary, from_counts
+from fedembed.vocab import Vocabulary
 
 
 def doc(unit: str, n: int = 3) -> Document:

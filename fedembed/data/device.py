@@ -27,7 +27,6 @@ import json
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

@@ -22,7 +22,7 @@ from fedembed.privacy.lazy_noise import LazyNoise
 from fedembed.privacy.per_sample import RowSums, clip_factors, squared_norms
 from fedembed.privacy.record_dp import (Batch, DPWord2VecTrainer, Samples, clipped_update, concat_ranges,
                                         pad_to_groups, row_sums)
-from fedembed.train.word2vec import Word2VecParams, cbow_step
+from fedembed.train.word2vec import Word2VecParams, cbow_step, pack_contexts
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")   # Opacus: secure RNG off, backward hooks
 
@@ -182,7 +182,7 @@ def test_cbow_per_sample_gradients_are_the_plain_step_on_each_sample_alone():
     for i in range(s):
         rows = ((owner_t == i) & (mask > 0)).nonzero().squeeze(1)
         a, b = w_in.clone(), w_out.clone()
-        cbow_step(a, b, ctx[src_t][rows], pos[src_t][rows], pair_negs[rows], 1.0)   # one row per negative draw
+        cbow_step(a, b, pack_contexts(ctx[src_t][rows]), pos[src_t][rows], pair_negs[rows], 1.0)   # one row per negative draw
         delta = [a - w_in, b - w_out]
         norm = torch.sqrt(sum(x.square().sum() for x in delta))
         assert norms[i].item() == pytest.approx(norm.item(), rel=1e-5)

@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from fedembed.train.windows import cbow_windows, sentence_ids, skipgram_pairs, subsample
-from fedembed.train.word2vec import Word2VecParams, Word2VecTrainer, cbow_step, sgns_step
+from fedembed.train.word2vec import (Word2VecParams, Word2VecTrainer, cbow_mean, cbow_step, pack_contexts,
+                                     sgns_step)
 
 
 def _reference_pairs(ids, sent, reach):
@@ -48,6 +49,24 @@ def test_cbow_windows_hold_the_same_contexts(lengths, window, seed):
     expected = _reference_pairs(ids, sent, reach)
     got = {(int(c), int(x)) for c, row in zip(centers, ctx) for x in row if x >= 0}
     assert got == expected
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.integers(-1, 30), min_size=4, max_size=4).filter(lambda r: max(r) >= 0),
+                min_size=1, max_size=12), st.data())
+def test_packed_contexts_hold_each_rows_contexts_in_order(rows, data):
+    ctx = torch.tensor(rows)
+    lo = data.draw(st.integers(0, len(rows) - 1))
+    hi = data.draw(st.integers(lo + 1, len(rows)))
+    part = pack_contexts(ctx).rows(lo, hi)
+    flat, offsets = part.flat.tolist(), part.offsets.tolist()
+    assert offsets[0] == 0 and len(offsets) == hi - lo + 1
+    assert [flat[offsets[i]:offsets[i + 1]] for i in range(hi - lo)] == [[x for x in r if x >= 0] for r in rows[lo:hi]]
+    # the mean over the packed rows is the mean over the padded block's real slots
+    w = torch.randn(31, 3, generator=torch.Generator().manual_seed(len(rows)))
+    mask = (ctx[lo:hi] >= 0).float().unsqueeze(2)
+    padded_mean = (w[ctx[lo:hi].clamp(min=0)] * mask).sum(1) / mask.sum(1)
+    torch.testing.assert_close(cbow_mean(w, part), padded_mean)
 
 
 def test_sentence_ids_and_subsampling_keep_rate():
@@ -109,7 +128,7 @@ def test_cbow_step_matches_word2vec_update():
     for i in range(b):
         for c in ctx[i][ctx[i] >= 0].tolist():
             expected_in[c] -= 0.1 * h_leaf.grad[i]
-    got = cbow_step(w_in, w_out, ctx, pos, negs, 0.1)
+    got = cbow_step(w_in, w_out, pack_contexts(ctx), pos, negs, 0.1)
     assert got == pytest.approx(loss.item(), rel=1e-5)
     torch.testing.assert_close(w_out, bo.detach() - 0.1 * bo.grad, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(w_in, expected_in, rtol=1e-5, atol=1e-6)

@@ -35,7 +35,8 @@ from fedembed.privacy.per_sample import RowSums, add_clipped, clip_factors, squa
 from fedembed.privacy.record_params import DPSGDParams
 from fedembed.privacy.sampling import secret_rng
 from fedembed.train.windows import cbow_windows, skipgram_pairs, subsample
-from fedembed.train.word2vec import TrainStats, Word2VecParams, Word2VecTrainer, cbow_hidden, sgns_grads
+from fedembed.train.word2vec import (PackedContexts, TrainStats, Word2VecParams, Word2VecTrainer, cbow_mean,
+                                     pack_contexts, sgns_grads)
 
 if TYPE_CHECKING:  # opacus takes seconds to import; the non-private path never needs it
     from opacus.accountants import IAccountant
@@ -178,13 +179,13 @@ def clipped_update(w_in: torch.Tensor, w_out: torch.Tensor, batch: Batch, sums: 
         if batch.sg:
             h = torch.index_select(w_in, 0, batch.words[hidden])
         else:
-            valid = hidden >= 0
-            h = cbow_hidden(w_in, torch.where(valid, batch.words[hidden.clamp(min=0)], -1))[0]
+            ctx = pack_contexts(hidden)     # token positions, each window's packed together
+            h = cbow_mean(w_in, PackedContexts(batch.words[ctx.flat], ctx.offsets))
         g = sgns_grads(h, w_out, batch.words[target], batch.negs[lo // group:hi // group], 1.0, batch.mask[lo:hi])
         if batch.sg:
             ins.add(0, hidden, g.dh)
         else:                               # every context word of a window gets the window's dh
-            ins.add(0, hidden[valid], g.dh[valid.nonzero()[:, 0]])
+            ins.add(0, ctx.flat, g.dh.repeat_interleave(ctx.offsets.diff(), dim=0, output_size=len(ctx.flat)))
         outs.add(0, target, g.out_pos)
         outs.add(1, slice(lo // group * k, hi // group * k), g.out_neg)
         loss += g.loss

@@ -117,12 +117,12 @@ class Word2VecTrainer:
             return
         order = rng.permutation(len(centers))
         centers_t = torch.from_numpy(centers[order])
-        ctx_t = torch.from_numpy(ctx[order])
+        packed = pack_contexts(torch.from_numpy(ctx[order]))
         for lo, hi, a in self._schedule(len(centers_t), lr, lr_next):
-            c, pos, negs = ctx_t[lo:hi], centers_t[lo:hi], self._negatives(hi - lo, gen)
+            c, pos, negs = packed.rows(lo, hi), centers_t[lo:hi], self._negatives(hi - lo, gen)
             stats.loss_sum += cbow_step(self.w_in, self.w_out, c, pos, negs, a)
             stats.examples += hi - lo
-            self._count(c[c >= 0], pos, negs)
+            self._count(c.flat, pos, negs)
 
 
 class SGNSGrads(NamedTuple):
@@ -183,19 +183,37 @@ def sgns_step(w_in: torch.Tensor, w_out: torch.Tensor, centers: torch.Tensor, po
     return loss
 
 
-def cbow_hidden(w_in: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Mean of each row's context vectors (ctx padded with -1): h [B,D], the mask [B,2W] and ctx clamped to rows."""
-    mask = (ctx >= 0).to(w_in.dtype)                                           # B, 2W
-    safe = ctx.clamp(min=0)
-    h = (torch.index_select(w_in, 0, safe.reshape(-1)).view(*safe.shape, -1) * mask.unsqueeze(2)).sum(1)
-    return h / mask.sum(1, keepdim=True), mask, safe
+class PackedContexts(NamedTuple):
+    """CBOW contexts without padding: row i's context ids are flat[offsets[i]:offsets[i + 1]].
+
+    Why: with word2vec's dynamic window a center uses on average about 3 of its 2·window slots,
+    so a padded [B, 2·window, D] block gathers, masks and scatters mostly padding."""
+    flat: torch.Tensor     # [M] int64
+    offsets: torch.Tensor  # [N + 1] int64, offsets[0] = 0
+
+    def rows(self, lo: int, hi: int) -> PackedContexts:
+        f0, f1 = int(self.offsets[lo]), int(self.offsets[hi])
+        return PackedContexts(self.flat[f0:f1], self.offsets[lo:hi + 1] - f0)
 
 
-def cbow_step(w_in: torch.Tensor, w_out: torch.Tensor, ctx: torch.Tensor, pos: torch.Tensor,
-              negs: torch.Tensor, lr: float) -> float:
-    """CBOW (mean of context vectors, ctx padded with -1); like word2vec.c, every context
-    word receives the full error of the mean."""
-    h, mask, safe = cbow_hidden(w_in, ctx)
+def pack_contexts(ctx: torch.Tensor) -> PackedContexts:
+    """From contexts padded with -1 ([N, 2·window]); every row must have at least one."""
+    valid = ctx >= 0
+    offsets = torch.zeros(len(ctx) + 1, dtype=torch.int64)
+    torch.cumsum(valid.sum(1), 0, out=offsets[1:])
+    return PackedContexts(ctx[valid], offsets)
+
+
+def cbow_mean(w_in: torch.Tensor, ctx: PackedContexts) -> torch.Tensor:
+    """CBOW's hidden rows [B, D]: the mean of each row's context vectors."""
+    return torch.nn.functional.embedding_bag(ctx.flat, w_in, ctx.offsets[:-1], mode="mean")
+
+
+def cbow_step(w_in: torch.Tensor, w_out: torch.Tensor, ctx: PackedContexts, pos: torch.Tensor,
+                     negs: torch.Tensor, lr: float) -> float:
+    """CBOW (mean of context vectors); like word2vec.c, every context word receives the full
+    error of the mean."""
+    h = cbow_mean(w_in, ctx)
     dh, loss = _sgns_core(h, w_out, pos, negs, lr)
-    w_in.index_add_(0, safe.reshape(-1), (dh.unsqueeze(1) * mask.unsqueeze(2)).reshape(-1, w_in.shape[1]))
+    w_in.index_add_(0, ctx.flat, dh.repeat_interleave(ctx.offsets.diff(), dim=0, output_size=len(ctx.flat)))
     return loss

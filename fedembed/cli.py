@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("fedembed").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    logging.getLogger("flwr").propagate = False  # Flower prints its own lines; the root handler would repeat them
     try:
         return args.func(args)
     except FedembedError as exc:

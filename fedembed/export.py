@@ -1,12 +1,29 @@
 """Word vectors out: word2vec text/binary (gensim-loadable) and .npy + vocabulary."""
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from gensim.models import KeyedVectors
 
 FORMATS = ("word2vec-text", "word2vec-binary", "npy")
+
+
+@contextlib.contextmanager
+def quiet_gensim() -> Iterator[None]:
+    """gensim's KeyedVectors warns about what fedembed does on purpose: vectors without a
+    `count` attribute (their order already is the vocabulary's), evaluation pairs out of the
+    vocabulary (reported as `oov`). Errors still show."""
+    log = logging.getLogger("gensim.models.keyedvectors")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def keyed_vectors(words: list[str], vectors: np.ndarray) -> KeyedVectors:
@@ -26,7 +43,8 @@ def export(words: list[str], vectors: np.ndarray, path: Path, fmt: str) -> list[
         vocab.write_text("".join(w + "\n" for w in words), encoding="utf-8")
         return [npy, vocab]
     tmp = path.with_name(path.name + ".tmp")
-    keyed_vectors(words, vectors).save_word2vec_format(str(tmp), binary=fmt == "word2vec-binary")
+    with quiet_gensim():
+        keyed_vectors(words, vectors).save_word2vec_format(str(tmp), binary=fmt == "word2vec-binary")
     tmp.replace(path)
     return [path]
 

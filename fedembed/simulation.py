@@ -61,6 +61,33 @@ def start_local_ray(init_args: dict[str, Any], attempts: int = RAY_START_ATTEMPT
             time.sleep(2.0 * attempt)
 
 
+class _RunSimulationNotDeprecatedHere(logging.Filter):
+    """Drops Flower 1.42's warning that `run_simulation` is deprecated in favour of `flwr run`.
+
+    `fedembed simulate` calls it on purpose, to run a ServerApp built in this process, and
+    `flwr run .` is supported beside it (docs/FLWR_RUN.md): the warning would tell users of
+    `fedembed simulate` to change something they need not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`run_simulation` function is deprecated" not in record.getMessage()
+
+
+def _quiet_start() -> None:
+    """What Flower and Ray print at start-up that is noise to a `fedembed simulate` user."""
+    flwr_logger = logging.getLogger("flwr")
+    if not any(isinstance(f, _RunSimulationNotDeprecatedHere) for f in flwr_logger.filters):
+        flwr_logger.addFilter(_RunSimulationNotDeprecatedHere())
+    # Ray 2.55 warns that it will stop hiding accelerators from actors that ask for none;
+    # fedembed's actors ask for none and use the CPU build of torch, so opt in now.
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+
+
+def _uses_builtin(cfg: Config) -> bool:
+    from fedembed.data.corpus import BUILTIN
+
+    return BUILTIN in (cfg.data.corpus, cfg.data.format, cfg.vocab.source)
+
+
 def _loopback(address: str) -> bool:
     """A private local Ray ("") or a cluster on this machine's loopback: Ray may use 127.0.0.1.
     Not for a remote cluster, where this driver must advertise its routable address."""
@@ -93,6 +120,12 @@ def simulate(config: str | Path | Config | None = None, out: str | Path = "runs/
         # interfaces) despite `_node_ip_address`; this makes it pick 127.0.0.1 (docs/SCALE.md).
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     backend = backend_config(cfg)
+    _quiet_start()
+    if _uses_builtin(cfg):
+        # Before Ray starts: WikiCorpus forks workers and ends them with SIGTERM, and a worker
+        # forked after ray.init inherits Ray's handler, which prints a stack dump for it.
+        from fedembed.data.corpus import preload_builtin
+        preload_builtin()
     import ray
 
     with warnings.catch_warnings():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -19,6 +20,22 @@ WORDS = ["king", "queen", "man", "woman", "tiger", "cat", "car", "automobile", "
 def vectors():
     rng = np.random.default_rng(0)
     return rng.standard_normal((len(WORDS), 12)).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["word2vec-text", "word2vec-binary"])
+def test_export_prints_no_gensim_warning_and_keeps_its_log_level(tmp_path, vectors, caplog, fmt):
+    """gensim warns that the vectors carry no `count` (their order is the vocabulary's already);
+    `fedembed simulate` printed that twice a run."""
+    gensim_log = logging.getLogger("gensim.models.keyedvectors")
+    gensim_log.setLevel(logging.INFO)
+    try:
+        with caplog.at_level(logging.WARNING):
+            export(WORDS, vectors, tmp_path / "v", fmt)
+        assert [r.getMessage() for r in caplog.records if r.name.startswith("gensim")] == []
+        assert gensim_log.level == logging.INFO
+    finally:
+        gensim_log.setLevel(logging.NOTSET)
+    assert list(load_vectors(tmp_path / "v").index_to_key) == WORDS  # still in the vocabulary's order
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import logging
 import signal
 import subprocess
 import sys
@@ -143,3 +144,53 @@ def test_a_ray_start_that_times_out_is_retried_then_reported(monkeypatch):
         simulation.start_local_ray({"num_cpus": -1}, init=flaky([ValueError("num_cpus must be >= 0")]),
                                    shutdown=lambda: None)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("sections, parsed", [
+    ({}, False),                                  # a text corpus and a word list: nothing built in
+    ({"data": {"corpus": "builtin"}}, True),
+    ({"vocab": {"source": "builtin"}}, True),     # the public vocabulary is counted on the built-in corpus
+])
+def test_the_builtin_corpus_is_parsed_before_ray_starts(tmp_path, write_scenario, monkeypatch, sections, parsed):
+    """WikiCorpus' workers forked after ray.init inherit Ray's SIGTERM handler, which prints a
+    stack dump when WikiCorpus ends them: `fedembed simulate` printed one on the default scenario."""
+    import ray
+
+    from fedembed import simulation
+    from fedembed.data import corpus
+
+    events: list[str] = []
+
+    class RayStarting(Exception):
+        pass
+
+    def start_local_ray(init_args):
+        events.append("ray")
+        raise RayStarting
+
+    monkeypatch.setattr(corpus, "preload_builtin", lambda: events.append("corpus"))
+    monkeypatch.setattr(simulation, "start_local_ray", start_local_ray)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    with pytest.raises(RayStarting):
+        fedembed.simulate(write_scenario(**sections), tmp_path / "run", progress=False)
+    assert events == (["corpus", "ray"] if parsed else ["ray"])
+
+
+def test_flower_s_run_simulation_deprecation_is_not_shown_but_its_other_warnings_are(caplog):
+    from fedembed import simulation
+
+    simulation._quiet_start()
+    simulation._quiet_start()  # idempotent: one filter
+    flwr_logger = logging.getLogger("flwr")
+    assert sum(isinstance(f, simulation._RunSimulationNotDeprecatedHere) for f in flwr_logger.filters) == 1
+    from flwr.supercore.logger import warn_deprecated_feature
+
+    with caplog.at_level(logging.WARNING, logger="flwr"):
+        flwr_logger.propagate, before = True, flwr_logger.propagate
+        try:
+            warn_deprecated_feature("The `run_simulation` function is deprecated and will be removed")
+            warn_deprecated_feature("Something else is deprecated")
+        finally:
+            flwr_logger.propagate = before
+    messages = [r.getMessage() for r in caplog.records if r.name == "flwr"]
+    assert len(messages) == 1 and "Something else" in messages[0]

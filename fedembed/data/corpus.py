@@ -155,6 +155,14 @@ def _read_builtin(_: str | os.PathLike[str] = BUILTIN) -> Iterator[Document]:
     return iter(_builtin_documents())
 
 
+def preload_builtin() -> None:
+    """Parse the built-in corpus now; this process' later reads of it come from memory.
+
+    For a caller about to install signal handlers that forked workers would inherit
+    (WikiCorpus forks its parser's workers): parsed first, they are forked without them."""
+    _builtin_documents()
+
+
 @functools.lru_cache(maxsize=1)
 def _builtin_documents() -> tuple[Document, ...]:
     with default_signal_handlers():  # WikiCorpus forks workers and ends them with SIGTERM

@@ -107,7 +107,6 @@ def _client(args: argparse.Namespace) -> int:
 def _client_in_process(superlink: str, ca: Path | None, key: Path | None, node_config: dict,
                        env: dict[str, str], backoff, args: argparse.Namespace) -> int:
     """This process is the SuperNode and runs the ClientApp itself (fedembed/deploy/node_runtime.py)."""
-    import logging
     import os
 
     from fedembed import nodelog
@@ -115,7 +114,6 @@ def _client_in_process(superlink: str, ca: Path | None, key: Path | None, node_c
 
     os.environ.update(env)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    logging.getLogger("flwr").propagate = False  # Flower prints its own lines; our root handler would repeat them
     handled = node_runtime.run_node(superlink, node_config, ca, key,
                                     backoff=backoff,
                                     max_retries=args.max_retries, max_wait_time=args.max_wait_time)

@@ -5,12 +5,13 @@ its out-of-vocabulary rate, on the lists gensim ships under gensim/test/test_dat
 """
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
 from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
+
+from fedembed.export import quiet_gensim
 
 PAIR_LISTS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 ANALOGIES = "questions-words.txt"
@@ -27,10 +28,7 @@ def _analogy_total(path: str) -> int:
 
 def evaluate(kv: KeyedVectors, analogies: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    quiet = logging.getLogger("gensim.models.keyedvectors")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
+    with quiet_gensim():
         for name, fname in PAIR_LISTS.items():
             try:
                 pearson, spearman, oov = kv.evaluate_word_pairs(datapath(fname))
@@ -48,6 +46,4 @@ def evaluate(kv: KeyedVectors, analogies: bool = True) -> dict[str, Any]:
                 score, seen = 0.0, 0
             out["analogy"] = {"accuracy": float(score) if seen else None,
                               "oov": 1.0 - seen / _analogy_total(path)}
-    finally:
-        quiet.setLevel(level)
     return out

@@ -160,9 +160,11 @@ def test_norms_and_clipped_sum_match_opacus_ghost_clipping(seed):
         torch.testing.assert_close(a, p.grad, rtol=1e-5, atol=1e-6)
 
 
-def test_cbow_per_sample_gradients_are_the_plain_step_on_each_sample_alone():
+@pytest.mark.parametrize("empty_padding", [False, True])
+def test_cbow_per_sample_gradients_are_the_plain_step_on_each_sample_alone(empty_padding):
     """CBOW is not a true gradient (word2vec gives every context word the whole error), so the
-    reference is the tested non-private kernel, run on one sample at a time."""
+    reference is the tested non-private kernel, run on one sample at a time. Padding windows
+    contribute nothing whether they copy a real window or read no context (as batches have them)."""
     g = torch.Generator().manual_seed(7)
     v, d, k, group, s, clip = 15, 5, 2, 2, 3, 0.5
     w_in, w_out = torch.randn(v, d, generator=g), torch.randn(v, d, generator=g)
@@ -175,7 +177,11 @@ def test_cbow_per_sample_gradients_are_the_plain_step_on_each_sample_alone():
     negs = torch.randint(0, v, (len(src) // group, k), generator=g)
     src_t, owner_t = torch.from_numpy(src), torch.from_numpy(owner[src])
     mask = torch.from_numpy(real.astype(np.float32))
-    batch = _batch(ctx[src_t], pos[src_t], owner_t, mask, negs, s)
+    hidden = ctx[src_t].clone()
+    if empty_padding:
+        hidden[mask == 0] = -1
+    assert (mask == 0).any()
+    batch = _batch(hidden, pos[src_t], owner_t, mask, negs, s)
     norms, grads = _clipped_sum(w_in, w_out, batch, clip, chunk=4)
     pair_negs = negs.repeat_interleave(group, 0)
     ref = [torch.zeros_like(w_in), torch.zeros_like(w_out)]

@@ -275,8 +275,11 @@ class DPWord2VecTrainer(Word2VecTrainer):
             return None
         src, real = pad_to_groups(sample[target], len(chosen), self.p.neg_share)
         stats.examples += int(real.sum())
+        hidden = hidden[src]
+        if not self.p.sg:
+            hidden[~real] = -1  # a padding window reads no context: its mean is 0, its masked error goes nowhere
         return Batch(torch.from_numpy(kept.astype(np.int64)), torch.from_numpy(sample),
-                     torch.from_numpy(hidden[src]), torch.from_numpy(target[src]),
+                     torch.from_numpy(hidden), torch.from_numpy(target[src]),
                      torch.from_numpy(real.astype(np.float32)), self._negatives(len(src), gen), len(chosen))
 
 

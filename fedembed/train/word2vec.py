@@ -197,7 +197,8 @@ class PackedContexts(NamedTuple):
 
 
 def pack_contexts(ctx: torch.Tensor) -> PackedContexts:
-    """From contexts padded with -1 ([N, 2·window]); every row must have at least one."""
+    """From contexts padded with -1 ([N, 2·window]). A row with none (DP-SGD's padding windows)
+    packs to nothing: its mean is 0 and it scatters nowhere."""
     valid = ctx >= 0
     offsets = torch.zeros(len(ctx) + 1, dtype=torch.int64)
     torch.cumsum(valid.sum(1), 0, out=offsets[1:])

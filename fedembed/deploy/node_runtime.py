@@ -4,7 +4,7 @@ Flower 1.42's `flower-supernode` pays a fixed cost on every message, none of it 
 outside Flower: the node sleeps 3 s whenever a pull finds nothing, hands each message to a
 SuperExec that starts a fresh `flwr-clientapp` process (which imports torch and fedembed again),
 and looks for the reply every 0.5 s. About 7 s a message on this machine with the CPU idle; a
-SecAgg+ round is three messages, four in the first (docs/BENCHMARKS.md, "Deployment").
+SecAgg+ round is four messages in the first round, two after it (docs/BENCHMARKS.md, "Deployment").
 
 This runtime keeps Flower's whole Fleet side — `flwr.supernode.fleet_http_connection`: TLS,
 SuperNode authentication with the registered key, heartbeats, retries while the SuperLink is

@@ -36,7 +36,7 @@ from fedembed.federation import stream, wire
 from fedembed.privacy.distributed import share_std
 from fedembed.privacy.user_dp import CLIP_BIT
 from fedembed.secagg import messages as msg
-from fedembed.secagg.params import STAGES, for_round
+from fedembed.secagg.params import STAGES, RoundParams, for_round
 from fedembed.secagg.quantize import Layout
 from fedembed.secagg.server import KeyBook, SecAggAbort, ServerRound
 
@@ -154,7 +154,7 @@ def run_round(grid, cfg, state, rnd: int, clients: list[int], nodes: dict[int, i
         if len(pids) < s.min_clients:
             raise SecAggAbort(f"round {rnd}: {len(pids)} client(s) have keys, fewer than "
                               f"secagg.min_clients = {s.min_clients}")
-        params = for_round(cfg, len(pids), privacy.user.clip if privacy.user is not None else None)
+        params = _params(cfg, len(pids), privacy)
         adaptive = privacy.user is not None and privacy.user.params.adaptive   # clip bit summed securely
         layout = Layout(shapes, 1 if adaptive else 0)
         if ahead is not None and ahead.rnd == rnd and ahead.pids == sorted(pids):
@@ -224,10 +224,14 @@ def _next_round(cfg, book: KeyBook, upcoming: list[int] | None, rnd: int, layout
     if not upcoming or len(upcoming) < cfg.secagg.min_clients or any(p not in book.channel for p in upcoming):
         return None
     try:
-        params = for_round(cfg, len(upcoming), privacy.user.clip if privacy.user is not None else None)
-        return ServerRound(upcoming, book, params, rnd + 1, layout, cfg.seed, drops)
+        return ServerRound(upcoming, book, _params(cfg, len(upcoming), privacy), rnd + 1, layout, cfg.seed, drops)
     except FedembedError:        # the round itself will say why, when it comes
         return None
+
+
+def _params(cfg, n: int, privacy) -> RoundParams:
+    """A round's protocol parameters for n clients; under user-level DP its ranges follow the clip."""
+    return for_round(cfg, n, privacy.user.clip if privacy.user is not None else None)
 
 
 def _keys_query(cfg, rnd: int) -> RecordDict:

@@ -28,8 +28,7 @@ from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = 1, 1, 0  # what a Flower runtime sets
 
 from test_aggregate import InProcessGrid  # noqa: E402
-
-from fedembed import config as config_mod  # noqa: E402
+from fedembed import compose  # noqa: E402
 from fedembed.federation import server  # noqa: E402
 
 SCENARIO = ROOT / "simulations/scenarios/targeted_poisoning.toml"
@@ -84,7 +83,7 @@ def main() -> None:
             shutil.copy(prepared / "vocab.tsv", run / "vocab.tsv")
             shutil.copytree(prepared / "data", run / "data")
         overrides = {"federation.rounds": args.rounds, "eval.baseline": False, "name": name, **VARIANTS[name]}
-        cfg = config_mod.load(SCENARIO, overrides)
+        cfg = compose.load(SCENARIO, overrides)
         t0 = time.time()
         rep = server.run(InProcessGrid(cfg.partition.num_clients), cfg, run, progress=False)
         if not prepared.is_dir():

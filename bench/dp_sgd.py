@@ -82,7 +82,8 @@ def worker(spec: dict) -> dict:
     else:
         from opacus.accountants import create_accountant
 
-        from fedembed.privacy.record_dp import DPWord2VecTrainer, Samples
+        from fedembed.privacy.record_dp import Samples
+        from fedembed.train.word2vec_dp import DPWord2VecTrainer
         from fedembed.privacy.record_params import DPSGDParams
 
         samples = Samples(bounds)

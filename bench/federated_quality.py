@@ -49,13 +49,13 @@ LISTS = ("wordsim353", "simlex999")
 
 def reference_baseline(run_dir: Path, lr: float) -> dict:
     """gensim on the run's shards and vocabulary, its epochs as report.json's baseline, another lr."""
-    from fedembed import config as config_mod
+    from fedembed import compose
     from fedembed.data.shards import Manifest
     from fedembed.eval.baseline import train_gensim
     from fedembed.eval.wordsim import evaluate
     from fedembed.vocab import Vocabulary
 
-    cfg = config_mod.load(run_dir / "config.toml", {"train.lr": lr})
+    cfg = compose.load(run_dir / "config.toml", {"train.lr": lr})
     vocab = Vocabulary.load(run_dir / "vocab.tsv")
     manifest = Manifest.load(run_dir / "data" / "manifest.json")
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Replays fedembed's rounds in this process (no Flower/Ray), calling the functions the
 ServerApp and ClientApp call: `learning_rates`, `Family.train_local`, the aggregation rule's
-weights, `delta`, the update pipeline (`stages_for`: weight rows, then user-level DP's
+weights, `delta`, the update pipeline (`compose.client_stages`: weight rows, then user-level DP's
 `ClipUpdate`), `Accumulator`, and `PrivacySession` (budget check, noisy aggregate, ledger)
 for user level; `record_params.resolve` + the client's DP-SGD trainer and its carried
 accountant for record level. Differences from a real run, for speed and reproducibility:
@@ -39,7 +39,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fedembed import aggregate, config as config_mod, models  # noqa: E402
+from fedembed import aggregate, compose, models  # noqa: E402
 from fedembed.aggregate import divide_rows  # noqa: E402
 from fedembed.aggregate.accumulate import Accumulator  # noqa: E402
 from fedembed.data.shards import Manifest, load_shard  # noqa: E402
@@ -50,7 +50,7 @@ from fedembed.privacy.params import sample_rate  # noqa: E402
 from fedembed.privacy.sampling import poisson_sample  # noqa: E402
 from fedembed.privacy.session import PrivacySession  # noqa: E402
 from fedembed.privacy.user_dp import CLIP_BIT  # noqa: E402
-from fedembed.updates import delta, run_pipeline, stages_for  # noqa: E402
+from fedembed.updates import delta, run_pipeline  # noqa: E402
 from fedembed.vocab import Vocabulary  # noqa: E402
 
 OUT = ROOT / "bench" / "out" / "privacy_utility"
@@ -74,7 +74,7 @@ def prepare_shards(clients: int) -> Path:
 
     run = shard_dir(clients)
     run.mkdir(parents=True, exist_ok=True)
-    prepare(config_mod.load(None, base_overrides(clients)), run)
+    prepare(compose.load(None, base_overrides(clients)), run)
     return run
 
 
@@ -83,7 +83,7 @@ def _train_clients(job: tuple[list[int], int, float, float]):
     clients, rnd, lr_start, lr_end = job
     cfg, tables = _STATE["cfg"], _STATE["tables"]
     torch.set_num_threads(1)
-    family, rule, stages = models.make(cfg), aggregate.make(cfg), stages_for(cfg)
+    family, rule, stages = models.make(cfg), aggregate.make(cfg), compose.client_stages(cfg, None)
     acc = Accumulator({k: v.shape for k, v in tables.items()})
     bits = 0.0
     for k in clients:
@@ -120,7 +120,7 @@ def run_user(clients: int, epsilon: float, overrides: dict, seed: int, eval_ever
             "privacy.delta": 1e-6, "seed": seed, **overrides}
     if math.isfinite(epsilon):
         over["privacy.target_epsilon"] = epsilon
-    cfg = config_mod.load(None, over)
+    cfg = compose.load(None, over)
     vocab = Vocabulary.load(run / "vocab.tsv")
     active = Manifest.load(run / "data" / "manifest.json").active
     tables = models.make(cfg).init_tables(len(vocab), cfg.seed)
@@ -166,7 +166,7 @@ def run_record(clients: int, epsilon: float, overrides: dict, seed: int, eval_ev
     over = {**base_overrides(clients), "seed": seed, "privacy.record.enabled": math.isfinite(epsilon), **overrides}
     if math.isfinite(epsilon):
         over["privacy.record.target_epsilon"] = epsilon
-    cfg = config_mod.load(None, over)
+    cfg = compose.load(None, over)
     vocab = Vocabulary.load(run / "vocab.tsv")
     active = Manifest.load(run / "data" / "manifest.json").active
     family, rule = models.make(cfg), aggregate.make(cfg)
@@ -188,7 +188,7 @@ def run_record(clients: int, epsilon: float, overrides: dict, seed: int, eval_ev
                 private = PrivateTraining(params, samples, record_state.restore(params.accountant, states.get(k)))
             res = family.train_local(tables, ids, bounds, vocab.counts, lr_start, lr_end, seed_k, private)
             update = delta(res.tables, tables, rule.client_weights(res.row_counts, 1 if private else res.examples))
-            update = run_pipeline(update, stages_for(cfg))      # weight_rows: the server divides by the weights
+            update = run_pipeline(update, compose.client_stages(cfg, None))      # weight_rows: the server divides by the weights
             acc.add(update.tables, update.weights)
             if private is not None:
                 states[k] = record_state.capture(private.accountant, private.params)
@@ -207,7 +207,7 @@ def run_gensim(clients: int, epochs: int, lr: float) -> dict:
     from fedembed.eval.baseline import train_gensim
 
     run = prepare_shards(clients)
-    cfg = config_mod.load(None, {**base_overrides(clients), "federation.rounds": epochs, "train.lr": lr})
+    cfg = compose.load(None, {**base_overrides(clients), "federation.rounds": epochs, "train.lr": lr})
     vocab = Vocabulary.load(run / "vocab.tsv")
     kv = train_gensim(cfg, vocab, run / "data", Manifest.load(run / "data" / "manifest.json").active)
     q = evaluate(kv, analogies=False)

@@ -56,14 +56,14 @@ def floor(run_dir: Path, rounds: int) -> dict:
     """Replay the run's rounds in this process: the same client and server functions, no framework."""
     import torch
 
-    from fedembed import config as config_mod, models
+    from fedembed import compose, models
     from fedembed.aggregate import divide_rows
     from fedembed.aggregate.accumulate import Accumulator
     from fedembed.data.shards import Manifest
     from fedembed.federation import client, server, sparse, wire
     from fedembed.vocab import Vocabulary
 
-    cfg = config_mod.load(run_dir / "config.toml")
+    cfg = compose.load(run_dir / "config.toml")
     torch.set_num_threads(1)
     vocab = Vocabulary.load(run_dir / "vocab.tsv")
     active = Manifest.load(run_dir / "data" / "manifest.json").active
@@ -76,7 +76,7 @@ def floor(run_dir: Path, rounds: int) -> dict:
         ins = wire.TrainInstruction(rnd, lr_start, lr_end, cfg.seed, cfg.to_dict(), str(run_dir / "data"))
         acc = Accumulator(shapes)
         for p in server.sample_clients(cfg, active, rnd):
-            u = client.train_round(tables, vocab.counts, ins, p)
+            u = client.train_round(tables, vocab.counts, ins, p, pipeline=compose.client_stages)
             if cfg.federation.sparse_upload:  # the server's cheapest path, as the framework takes it
                 values, weights, rows = sparse.pack(u.tables, u.weights)
                 acc.add_rows(values, weights, rows)
@@ -181,8 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "scale")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-
-    from fedembed import config as config_mod
+    from fedembed import compose
 
     os.chdir(ROOT)  # the scenario's corpus paths are relative to the repository root
     ensure_corpus()
@@ -190,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     floors: list[dict] = []
     for i, spec in enumerate(["", *args.variant]):
-        cfg = config_mod.load(args.config, {**base, **variant_overrides(spec)})
+        cfg = compose.load(args.config, {**base, **variant_overrides(spec)})
         run_dir = args.out / f"run{i}"
         shutil.rmtree(run_dir, ignore_errors=True)
         print(f"scale: {cfg.partition.num_clients} clients, {cfg.federation.clients_per_round} a round, "

@@ -119,7 +119,7 @@ def rounds(n: int, corpus: Path, vocab: Path, rounds_: int, out: Path, extra: di
     from flwr.simulation import run_simulation
 
     from client.app import app as client_app
-    from fedembed import config as config_mod
+    from fedembed import compose
     from fedembed.data.prepare import prepare
     from fedembed.federation import server, wire
     from fedembed.privacy.record_state import ServerCopies
@@ -129,8 +129,8 @@ def rounds(n: int, corpus: Path, vocab: Path, rounds_: int, out: Path, extra: di
     base = {"data.corpus": str(corpus), "vocab.source": str(vocab), "vocab.max_size": 5000,
             "partition.name": "iid", "partition.num_clients": n, "model.dim": 100,
             "federation.rounds": 2 * rounds_, "eval.baseline": False, **common}
-    cfgs = {False: config_mod.load(None, {**base, "secagg.enabled": False}),
-            True: config_mod.load(None, {**base, "secagg.enabled": True, **extra})}
+    cfgs = {False: compose.load(None, {**base, "secagg.enabled": False}),
+            True: compose.load(None, {**base, "secagg.enabled": True, **extra})}
     run_dir = out / f"interleaved_{n}"
     run_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[bool, list[dict]] = {False: [], True: []}

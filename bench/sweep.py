@@ -27,14 +27,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from fedembed import aggregate, config as config_mod, models  # noqa: E402
+from fedembed import aggregate, compose, models  # noqa: E402
 from fedembed.aggregate import divide_rows  # noqa: E402
 from fedembed.aggregate.accumulate import Accumulator  # noqa: E402
 from fedembed.data.shards import Manifest, load_shard  # noqa: E402
 from fedembed.eval.wordsim import evaluate  # noqa: E402
 from fedembed.export import keyed_vectors  # noqa: E402
 from fedembed.federation.server import learning_rates, sample_clients  # noqa: E402
-from fedembed.updates import delta, run_pipeline, stages_for  # noqa: E402
+from fedembed.updates import delta, run_pipeline  # noqa: E402
 from fedembed.vocab import Vocabulary  # noqa: E402
 
 _STATE: dict = {}  # inherited by the forked workers
@@ -51,7 +51,7 @@ def _client(job: tuple[int, int, float, float]):
     res = family.train_local(_STATE["tables"], ids, bounds, _STATE["counts"], lr_start, lr_end, seed)
     rule = aggregate.make(cfg)
     update = delta(res.tables, _STATE["tables"], rule.client_weights(res.row_counts, res.examples))
-    update = run_pipeline(update, stages_for(cfg))
+    update = run_pipeline(update, compose.client_stages(cfg, None))
     return update.tables, update.weights, res.loss
 
 
@@ -75,7 +75,7 @@ def _overrides(items: list[str]) -> dict:
 
 
 def fed(run: Path, overrides: dict, eval_every: int, workers: int) -> None:
-    cfg = config_mod.load(run / "config.toml", overrides)
+    cfg = compose.load(run / "config.toml", overrides)
     vocab = Vocabulary.load(run / "vocab.tsv")
     active = Manifest.load(run / "data" / "manifest.json").active
     tables = models.make(cfg).init_tables(len(vocab), cfg.seed)
@@ -104,7 +104,7 @@ def fed(run: Path, overrides: dict, eval_every: int, workers: int) -> None:
 def gensim(run: Path, overrides: dict, epochs: int) -> None:
     from fedembed.eval.baseline import train_gensim
 
-    cfg = config_mod.load(run / "config.toml", {**overrides, "federation.rounds": epochs, "train.local_epochs": 1})
+    cfg = compose.load(run / "config.toml", {**overrides, "federation.rounds": epochs, "train.local_epochs": 1})
     vocab = Vocabulary.load(run / "vocab.tsv")
     t0 = time.perf_counter()
     kv = train_gensim(cfg, vocab, run / "data", Manifest.load(run / "data" / "manifest.json").active)

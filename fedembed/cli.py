@@ -12,8 +12,6 @@ from fedembed.errors import FedembedError
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from fedembed.simulation import simulate
-
     overrides: dict[str, Any] = {}
     if args.rounds is not None:
         overrides["federation.rounds"] = args.rounds
@@ -24,6 +22,15 @@ def _simulate(args: argparse.Namespace) -> int:
         if not _:
             raise FedembedError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key] = parse_value(raw)
+    if args.dry_run:
+        from fedembed import compose
+
+        cfg = compose.load(args.config, overrides)
+        print(f"scenario {cfg.name!r}: what each client's update goes through, then the server")
+        print("\n".join(compose.describe(cfg)))
+        return 0
+    from fedembed.simulation import simulate
+
     report = simulate(args.config, args.out, resume=args.resume, overrides=overrides, progress=not args.quiet)
     print(json.dumps(_headline(report), indent=2))
     print(f"run directory: {args.out}")
@@ -104,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any key, e.g. model.dim=50")
     s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--dry-run", action="store_true",
+                   help="validate the scenario and print the update pipeline it runs, without running it")
     s.set_defaults(func=_simulate)
 
     w = sub.add_parser("sweep", help="run a grid over one or two scenario keys (resumes a partly finished sweep)")

@@ -283,8 +283,12 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def validate(cfg: Config) -> Config:
-    """Range and cross-field checks, run before any training."""
+def check(cfg: Config) -> Config:
+    """The checks this module owns: choices, ranges and cross-field rules of the generic keys.
+
+    Each domain's own keys (privacy, secagg, partitioners, adversaries, …) are checked by that
+    package's `check`, which the composition root (fedembed/compose.py) runs after this one:
+    this module imports no domain package."""
     flat = {f"{s}.{k}": v for s, sec in cfg.to_dict().items() if isinstance(sec, dict) for k, v in sec.items()}
     for key, allowed in _CHOICES.items():
         if flat[key] not in allowed:
@@ -310,45 +314,24 @@ def validate(cfg: Config) -> Config:
     if cfg.train.batch_size % cfg.train.neg_share:
         raise ConfigError(f"train.batch_size ({cfg.train.batch_size}) must be a multiple of "
                           f"train.neg_share ({cfg.train.neg_share})")
-    from fedembed.aggregate import AGGREGATORS
-    from fedembed.data.partition import PARTITIONERS
-    from fedembed.models import FAMILIES
-
-    for key, registry in (("partition.name", PARTITIONERS), ("model.family", FAMILIES)):
-        if flat[key] not in registry:
-            raise ConfigError(f"{key}: {flat[key]!r} is not one of {sorted(registry)}")
-    if cfg.federation.aggregate not in AGGREGATORS:
-        raise ConfigError(f"federation.aggregate: {cfg.federation.aggregate!r} is not one of {sorted(AGGREGATORS)}")
-    from fedembed.privacy.params import check
-
-    check(cfg)
-    from fedembed.privacy.record_params import check as check_record
-
-    check_record(cfg)
-    from fedembed.data.partition.params import check as check_partition
-    from fedembed.federation.behaviour import check as check_behaviour
-
-    check_partition(cfg)
-    check_behaviour(cfg)
-    from fedembed.attacks.privacy.params import check as check_privacy_attacks
-
-    check_privacy_attacks(cfg)
-    from fedembed.aggregate.robust import check as check_robust
-    from fedembed.attacks.adversaries import check as check_adversary
-
-    check_robust(cfg)
-    check_adversary(cfg)
-    from fedembed.secagg.params import check as check_secagg
-
-    check_secagg(cfg)
-    from fedembed.federation.pool import check as check_pool
-
-    check_pool(cfg)
     return cfg
 
 
-def from_dict(values: dict[str, Any]) -> Config:
-    return validate(_build(Config, values, ""))
+def parse(values: dict[str, Any]) -> Config:
+    """A Config from nested tables: every key known, every value of its type, `check` passed.
+
+    Not the domain checks (fedembed.compose.validate runs them): a client parses the scenario
+    the server already validated, every round, and needs only its values."""
+    return check(_build(Config, values, ""))
+
+
+@functools.lru_cache(maxsize=8)
+def parse_json(text: str) -> Config:
+    """`parse` of a JSON-encoded scenario, cached: each round's train message carries the same
+    scenario (bar the adaptive clip), and every client of every round reads it."""
+    import json
+
+    return parse(json.loads(text))
 
 
 def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
@@ -374,7 +357,8 @@ def flatten(tables: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults, then the scenario file, then dotted-key overrides ("federation.rounds": 3)."""
+    """Defaults, then the scenario file, then dotted-key overrides ("federation.rounds": 3);
+    parsed and `check`ed, not yet validated by the domains (fedembed.compose.load does both)."""
     values: dict[str, Any] = read_toml(path) if path is not None else {}
     for dotted, value in (overrides or {}).items():
         *sections, key = dotted.split(".")
@@ -385,6 +369,6 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
                 raise ConfigError(f"unknown key: {dotted} ({s!r} is not a table)")
         node[key] = value
     try:
-        return from_dict(values)
+        return parse(values)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None

@@ -8,7 +8,7 @@ from typing import Any
 
 from gensim.models import KeyedVectors
 
-from fedembed import checkpoint, config as config_mod, metrics, models
+from fedembed import checkpoint, compose, config as config_mod, metrics, models
 from fedembed.errors import CheckpointError
 from fedembed.export import keyed_vectors
 from fedembed.report import REPORT
@@ -30,7 +30,7 @@ def load(run_dir: str | Path) -> Run:
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise CheckpointError(f"{run_dir} is not a fedembed run directory (no {CONFIG})")
-    cfg = config_mod.load(run_dir / CONFIG)
+    cfg = compose.load(run_dir / CONFIG)
     state = checkpoint.load(run_dir)
     vocab = Vocabulary.load(run_dir / "vocab.tsv")
     kv = keyed_vectors(vocab.words, models.make(cfg).word_vectors(state.tables))

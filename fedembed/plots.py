@@ -8,10 +8,14 @@ against the swept values.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+from fedembed import metrics
 from fedembed.summary import ATTACK_SECTIONS, flatten_numbers
+
+log = logging.getLogger(__name__)
 
 QUALITY = ("wordsim353", "simlex999")
 
@@ -30,6 +34,15 @@ def _save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     _pyplot().close(fig)
     return path
+
+
+def write(run_dir: Path, report: dict[str, Any]) -> None:
+    """The run's PNG plots. A plot that fails is logged, never fatal: report.json is already written."""
+    try:
+        for path in for_run(Path(run_dir), report, metrics.read(run_dir)):
+            log.info("plot written to %s", path)
+    except Exception as exc:  # noqa: BLE001  (matplotlib failures must not lose a finished run)
+        log.warning("plots for %s failed: %s: %s", run_dir, type(exc).__name__, exc)
 
 
 def for_run(run_dir: Path, report: dict[str, Any], rounds: list[dict[str, Any]]) -> list[Path]:

@@ -1,4 +1,8 @@
-"""End of a run: export the global word vectors, evaluate them next to the gensim baseline."""
+"""End of a run: export the global word vectors, evaluate them next to the gensim baseline.
+
+Called by the app layer (fedembed/run.py) once the round loop has returned, never from
+inside it: export, baseline, attacks, the summary and the plots are the run's outputs.
+"""
 from __future__ import annotations
 
 import json
@@ -9,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from fedembed import metrics, models, summary
+from fedembed import metrics, models, plots, summary
 from fedembed.attacks.adversaries.report import report_sections
+from fedembed.attacks.privacy import FirstRound, UpdateViews
 from fedembed.attacks.privacy.evaluate import run_attacks
 from fedembed.config import DEVICES, Config
 from fedembed.data.partition import stats as partition_stats
@@ -33,9 +38,11 @@ def ratios(quality: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float
 
 
 def finalize(cfg: Config, run_dir: Path, prep, tables: dict[str, np.ndarray],
-             privacy: dict[str, Any] | None = None) -> dict[str, Any]:
+             privacy: dict[str, Any] | None = None, *, views: UpdateViews | None = None,
+             watched: list[FirstRound] = ()) -> dict[str, Any]:
     """`privacy` is the ledger's summary (fedembed.privacy.ledger.Ledger.summary); without one
-    the report says the run was not private, so `privacy.*` keys are always there."""
+    the report says the run was not private, so `privacy.*` keys are always there. `views` and
+    `watched`: what the privacy attacks get to see of the run (fedembed/attacks/privacy)."""
     vectors = models.make(cfg).word_vectors(tables)
     words = prep.vocab.words
     export(words, vectors, run_dir / "embeddings.txt", "word2vec-text")
@@ -64,11 +71,12 @@ def finalize(cfg: Config, run_dir: Path, prep, tables: dict[str, np.ndarray],
         base["seconds"] = time.perf_counter() - t0
         report["baseline"] = {"gensim": base}
         report["ratio_to_baseline"] = ratios(quality, base)
-    report.update(run_attacks(cfg, run_dir, prep, tables, report["privacy"]))  # [privacy_attacks]
+    report.update(run_attacks(cfg, run_dir, prep, tables, report["privacy"], views, watched))  # [privacy_attacks]
     report.update(report_sections(cfg, words, vectors, kv if cfg.eval.baseline else None))  # [adversary], rule
     tmp = run_dir / (REPORT + ".tmp")
     tmp.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
     tmp.replace(run_dir / REPORT)
-    summary.write(run_dir, report)  # summary.csv and PNG plots
+    summary.write(run_dir, report)  # summary.csv
+    plots.write(run_dir, report)
     log.info("report written to %s", run_dir / REPORT)
     return report

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from fedembed import checkpoint, config as config_mod
+from fedembed import checkpoint, compose, config as config_mod
 from fedembed.errors import CheckpointError, ConfigError
 
 CONFIG = "config.toml"
@@ -25,12 +25,12 @@ def open_run_dir(out: Path, scenario: str | Path | config_mod.Config | None, ove
         saved_path = out / CONFIG
         if not saved_path.is_file():
             raise CheckpointError(f"cannot resume: {out} has no {CONFIG} (was a run started there?)")
-        saved = config_mod.load(saved_path)
+        saved = compose.load(saved_path)
         if check is not None:
             check(saved)
         rounds = overrides.pop("federation.rounds", None)
         if scenario is not None or overrides:
-            asked = scenario if isinstance(scenario, config_mod.Config) else config_mod.load(scenario, overrides)
+            asked = scenario if isinstance(scenario, config_mod.Config) else compose.load(scenario, overrides)
             asked.federation.rounds = saved.federation.rounds
             if asked.to_dict() != saved.to_dict():
                 diff = _diff(saved.to_dict(), asked.to_dict())
@@ -40,12 +40,12 @@ def open_run_dir(out: Path, scenario: str | Path | config_mod.Config | None, ove
             if rounds < done:
                 raise ConfigError(f"--rounds {rounds} is below the rounds already done in {out}")
             saved.federation.rounds = int(rounds)
-            config_mod.validate(saved)
+            compose.validate(saved)
             saved.save(saved_path)
         return saved, out
-    cfg = scenario if isinstance(scenario, config_mod.Config) else config_mod.load(scenario, overrides)
+    cfg = scenario if isinstance(scenario, config_mod.Config) else compose.load(scenario, overrides)
     if isinstance(scenario, config_mod.Config) and overrides:
-        cfg = config_mod.load(None, {**config_mod.flatten(cfg.to_dict()), **overrides})
+        cfg = compose.load(None, {**config_mod.flatten(cfg.to_dict()), **overrides})
     if check is not None:
         check(cfg)
     if (out / CONFIG).exists() or checkpoint.exists(out):

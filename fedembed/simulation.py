@@ -110,7 +110,7 @@ def simulate(config: str | Path | Config | None = None, out: str | Path = "runs/
     from flwr.simulation import run_simulation
 
     from client.app import app as client_app
-    from fedembed.federation.pool import num_nodes
+    from fedembed.federation.pool_params import num_nodes
     from server.app import build
 
     cfg, run_dir = open_run_dir(Path(out), config, overrides, resume, check=_simulatable)

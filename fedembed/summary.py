@@ -1,16 +1,15 @@
 """A run's headline figures as one flat row: summary.csv in the run directory, and the row a
-sweep's summary table is built from. Written by report.finalize right after report.json."""
+sweep's summary table is built from. Written by report.finalize right after report.json
+(the plots, fedembed/plots.py, read the same flattened figures)."""
 from __future__ import annotations
 
 import csv
-import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from fedembed import metrics
 
-log = logging.getLogger(__name__)
 SUMMARY_CSV = "summary.csv"
 ATTACK_SECTIONS = ("attack", "privacy_attacks")   # report.json sections plotted as attack success
 
@@ -75,15 +74,6 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def write(run_dir: Path, report: dict[str, Any]) -> None:
-    """summary.csv and the run's PNG plots. A plot that fails is logged, never fatal: report.json
-    is already written."""
+    """summary.csv: the run's headline row."""
     run_dir = Path(run_dir)
-    rounds = metrics.read(run_dir)
-    write_csv(run_dir / SUMMARY_CSV, [row(report, rounds)])
-    from fedembed import plots
-
-    try:
-        for path in plots.for_run(run_dir, report, rounds):
-            log.info("plot written to %s", path)
-    except Exception as exc:  # noqa: BLE001  (matplotlib failures must not lose a finished run)
-        log.warning("plots for %s failed: %s: %s", run_dir, type(exc).__name__, exc)
+    write_csv(run_dir / SUMMARY_CSV, [row(report, metrics.read(run_dir))])

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedembed import config as config_mod, metrics
+from fedembed import compose, config as config_mod, metrics
 from fedembed.errors import ConfigError, FedembedError
 from fedembed.report import REPORT
 from fedembed.rundir import CONFIG, _diff
@@ -99,7 +99,7 @@ def load(path: str | Path) -> Sweep:
     for pname, combo in zip(_point_names(keys, combos), combos):
         over = {**fixed, **dict(zip(keys, combo))}
         try:
-            cfg = config_mod.load(base_path, over)
+            cfg = compose.load(base_path, over)
         except ConfigError as exc:
             raise ConfigError(f"{path}: point {pname}: {exc}") from None
         points.append(Point(pname, dict(zip(keys, combo)), cfg))
@@ -111,7 +111,7 @@ def _check_existing(out: Path, sweep: Sweep) -> None:
     for p in sweep.points:
         saved = out / p.name / CONFIG
         if saved.is_file():
-            have, want = config_mod.load(saved).to_dict(), p.cfg.to_dict()
+            have, want = compose.load(saved).to_dict(), p.cfg.to_dict()
             have["federation"]["rounds"] = want["federation"]["rounds"]  # rounds may grow on resume
             diff = _diff(have, want)
             if diff:

@@ -1,4 +1,5 @@
-"""fedembed's Flower ServerApp: wiring only; the rounds live in fedembed.federation.server.
+"""fedembed's Flower ServerApp: wiring only; a run is fedembed.run.federate (data, composition,
+rounds in fedembed.federation.server, then the run's outputs).
 
 `flwr run .` reads [tool.flwr.app.config] (scenario, out, rounds, resume) into the
 run config; `fedembed simulate` builds the same app around an already-resolved config.
@@ -13,8 +14,8 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from fedembed import config as config_mod
-from fedembed.federation import server
 from fedembed.rundir import open_run_dir
+from fedembed.run import federate
 
 
 def build(cfg: config_mod.Config, run_dir: Path, resume: bool, progress: bool = True) -> ServerApp:
@@ -22,7 +23,7 @@ def build(cfg: config_mod.Config, run_dir: Path, resume: bool, progress: bool = 
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        server.run(grid, cfg, run_dir, resume=resume, progress=progress)
+        federate(grid, cfg, run_dir, resume=resume, progress=progress)
 
     return app
 
@@ -51,5 +52,5 @@ def main(grid: Grid, context: Context) -> None:
     resume = bool(rc.get("resume", False))
     cfg, run_dir = open_run_dir(_absolute(str(rc.get("out", "runs/flwr"))), scenario, overrides, resume)
     log(INFO, "fedembed: scenario %s, run directory %s", scenario or "(built-in default)", run_dir)
-    server.run(grid, cfg, run_dir, resume=resume)
+    federate(grid, cfg, run_dir, resume=resume)
     log(INFO, "fedembed: run directory %s complete", run_dir)

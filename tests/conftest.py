@@ -66,9 +66,10 @@ def write_scenario(tmp_path, small_corpus):
     return write
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def task_identity(monkeypatch):
-    """Flower's Message needs the process's run identity, which a real runtime sets."""
+    """Flower's Message needs the process's run identity, which a real runtime sets (every test:
+    the in-process grid, tests/inprocess_grid.py, builds Messages outside a runtime)."""
     from flwr.supercore.task_identity import TaskIdentity
 
     monkeypatch.setattr(TaskIdentity, "_run_id", 1)

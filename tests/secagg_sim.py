@@ -39,6 +39,19 @@ def expected_sum(ups: dict[int, ClientUpdate], survivors, p: RoundParams) -> np.
     return total
 
 
+def secure(u: ClientUpdate, shapes: dict):
+    """A mask stage's `train`: a copy of the update `u` through the SecAgg+ stages the composition
+    root builds for the mask context (flatten, range clip, noise share, quantize, mask)."""
+    from fedembed.compose import secure_stages
+    from fedembed.updates import run_pipeline
+
+    def train(content, mctx):
+        copy = ClientUpdate({k: v.copy() for k, v in u.tables.items()}, {k: v.copy() for k, v in u.weights.items()},
+                            dict(u.metrics))
+        return run_pipeline(copy, secure_stages(shapes, mctx))
+    return train
+
+
 def run(ups: dict[int, ClientUpdate], p: RoundParams, drop: dict[str, set[int]] | None = None,
         states: dict[int, RecordDict] | None = None, book: KeyBook | None = None, rnd: int = 1,
         noise_std: float = 0.0, dither: bool = False, shapes: dict | None = None):
@@ -56,11 +69,8 @@ def run(ups: dict[int, ClientUpdate], p: RoundParams, drop: dict[str, set[int]] 
     for pid in sorted(srv.u1):
         if pid not in drop.get("mask", ()):
             content = RecordDict({msg.SECAGG: srv.mask_record(pid, noise_std, dither)})
-            u = ups[pid]
-            y, _ = proto.on_mask(content, states[pid], pid,
-                                 lambda c, u=u: ClientUpdate({k: v.copy() for k, v in u.tables.items()},
-                                                             {k: v.copy() for k, v in u.weights.items()}),
-                                 np.random.default_rng(1000 + pid))
+            y = proto.on_mask(content, states[pid], pid, secure(ups[pid], shapes or SHAPES),
+                              np.random.default_rng(1000 + pid)).vector
             srv.add_masked(pid, y)
     srv.check_survivors()
     for pid in sorted(srv.u2):
@@ -83,75 +93,4 @@ def masked_constant(size: int) -> np.ndarray:
         srv.on_share(p, proto.on_share(srv.share_content(p), states[p], p))
     content = RecordDict({msg.SECAGG: srv.mask_record(0)})
     zero = ClientUpdate({"t": np.zeros(shapes["t"], np.float32)}, {"t": np.zeros(shapes["t"][0], np.float32)})
-    y, _ = proto.on_mask(content, states[0], 0, lambda c: zero)
-    return y
-
-
-# ---- the server loop over an in-process grid that speaks the secure stages (no Ray)
-
-class _Reply:
-    def __init__(self, content, src: int, error=None) -> None:
-        from types import SimpleNamespace
-
-        self.content, self.error = content, error
-        self.metadata = SimpleNamespace(src_node_id=src)
-
-    def has_error(self) -> bool:
-        return self.error is not None
-
-
-class SecureGrid:
-    """Answers every message type client/app.py registers, by calling the same handlers."""
-
-    def __init__(self, num: int, fail: dict[tuple[int, str], set[int]] | None = None) -> None:
-        """`fail[(round, message type)]`: partitions that answer that message with an error."""
-        from types import SimpleNamespace
-
-        from fedembed.federation import wire
-
-        self.num, self.wire = num, wire
-        self.nodes = {100 + p: p for p in range(num)}
-        self.contexts = {p: SimpleNamespace(node_config={"partition-id": p, "num-partitions": num},
-                                            state=RecordDict()) for p in range(num)}
-        self.fail = fail or {}
-        self.calls: dict[str, int] = {}
-        self.seen: list[tuple[str, RecordDict]] = []     # every reply content the server received
-        self.batches: list[list[str]] = []               # each exchange: its messages' groups ("round.stage")
-
-    def get_node_ids(self):
-        return list(self.nodes)
-
-    def send_and_receive(self, messages, timeout=None):
-        from types import SimpleNamespace
-
-        from fedembed.errors import FedembedError
-        from fedembed.federation import client as train_client
-        from fedembed.secagg.handlers import HANDLERS
-
-        out = []
-        self.batches.append([m.metadata.group_id for m in messages])
-        for m in messages:
-            node = m.metadata.dst_node_id
-            pid, mtype = self.nodes[node], m.metadata.message_type
-            self.calls[mtype] = self.calls.get(mtype, 0) + 1
-            ctx = self.contexts[pid]
-            rnd = int(m.metadata.group_id.split(".")[0]) if m.metadata.group_id else 0
-            if pid in self.fail.get((rnd, mtype), ()):
-                out.append(_Reply(None, node, SimpleNamespace(reason=f"client {pid} crashed")))
-                continue
-            try:
-                if "node" in m.content.config_records:
-                    content = self.wire.node_content(pid, self.num)
-                elif mtype in HANDLERS:
-                    content = HANDLERS[mtype](m.content, ctx)
-                else:
-                    tables, counts, ins = self.wire.parse_train(m.content)
-                    u = train_client.train_round(tables, counts, ins, pid, None, ctx.state)
-                    content = self.wire.reply_content(u.tables, u.weights, u.metrics,
-                                                      self.wire.parse_record_dp(ctx.state))
-            except FedembedError as exc:
-                out.append(_Reply(None, node, SimpleNamespace(reason=str(exc))))
-                continue
-            self.seen.append((mtype, content))
-            out.append(_Reply(content, node))
-        return out
+    return proto.on_mask(content, states[0], 0, secure(zero, shapes)).vector

@@ -5,19 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedembed import config as config_mod
+from fedembed import compose
+from fedembed.run import federate
 from fedembed.attacks.adversaries import ADVERSARIES, boost, malicious_partitions, stages
 from fedembed.attacks.adversaries.report import neighbour_stats
 from fedembed.errors import ConfigError
-from fedembed.updates import ClientContext, ClientUpdate, stages_for
-from test_aggregate import InProcessGrid, _task_identity  # noqa: F401  (the fixture is autouse)
+from fedembed.compose import client_stages as stages_for
+from fedembed.updates import ClientContext, ClientUpdate
+from inprocess_grid import InProcessGrid
 
 V, D = 6, 4
 WORDS = ["a", "b", "c", "d", "e", "f"]
 
 
 def _cfg(**over):
-    return config_mod.load(None, over)
+    return compose.load(None, over)
 
 
 @pytest.fixture
@@ -168,13 +170,12 @@ def test_neighbour_stats_rank_counts_words_closer_than_b():
 # ---- attack success on a small federation (Lee corpus, 3 clients, in-process)
 
 def _run(tmp_path, write_scenario, name: str, **adversary):
-    from fedembed.federation import server
 
     sections = {"federation": {"rounds": 2}, "model": {"dim": 16, "window": 3, "negative": 3}}
     if adversary:
         sections["adversary"] = adversary
-    cfg = config_mod.load(write_scenario(f"{name}.toml", **sections))
-    return server.run(InProcessGrid(3), cfg, tmp_path / name, progress=False)
+    cfg = compose.load(write_scenario(f"{name}.toml", **sections))
+    return federate(InProcessGrid(3), cfg, tmp_path / name, progress=False)
 
 
 def test_targeted_poisoning_raises_cos_a_b_against_a_clean_run(tmp_path, write_scenario):

@@ -1,22 +1,21 @@
 """Aggregation rules, update validation, and the server's round loop on an in-process grid."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
-from fedembed import aggregate, config as config_mod, metrics
+from fedembed import aggregate, compose, metrics
 from fedembed.aggregate import divide_rows
 from fedembed.aggregate.accumulate import Accumulator
 from fedembed.errors import FedembedError, UpdateError
-from fedembed.federation import client as client_mod, server, wire
-from fedembed.updates import ClientUpdate, delta, weight_rows
+from fedembed.federation import server
+from fedembed.run import federate
+from fedembed.updates import delta, weight_rows
+from inprocess_grid import InProcessGrid, tamper_update
 
 
 def _cfg(**over):
-    return config_mod.load(None, over)
+    return compose.load(None, over)
 
 
 def test_rowwise_gives_a_rare_row_its_whole_update_fedavg_dilutes_it():
@@ -66,69 +65,20 @@ def test_accumulator_refuses_bad_updates_and_keeps_its_sums(bad, msg):
 
 # ---- the server loop on an in-process grid (no Ray): what happens to bad or failing clients
 
-@dataclass
-class _Reply:
-    content: object
-    metadata: SimpleNamespace
-    error: SimpleNamespace | None = None
-
-    def has_error(self) -> bool:
-        return self.error is not None
+def _nan(tables, weights):
+    tables["in_vectors"][0, 0] = np.nan
+    return tables, weights
 
 
-@pytest.fixture(autouse=True)
-def _task_identity(task_identity):
-    """Every test here builds Flower Messages outside a runtime (conftest.task_identity)."""
-
-
-class InProcessGrid:
-    """Answers the server's messages by calling the client code directly; `tamper` corrupts replies."""
-
-    def __init__(self, num: int, tamper=None, fail=()):
-        self.nodes = {100 + p: p for p in range(num)}
-        self.num, self.tamper, self.fail = num, tamper or {}, set(fail)
-        from flwr.app import RecordDict
-
-        self.state = {p: RecordDict() for p in range(num)}  # each node's context.state, as client/app.py uses it
-
-    def get_node_ids(self):
-        return list(self.nodes)
-
-    def send_and_receive(self, messages, timeout=None):
-        out = []
-        for m in messages:
-            node = m.metadata.dst_node_id
-            pid = self.nodes[node]
-            meta = SimpleNamespace(src_node_id=node)
-            if "node" in m.content.config_records:
-                out.append(_Reply(wire.node_content(pid, self.num), meta))
-                continue
-            if pid in self.fail:
-                out.append(_Reply(None, meta, SimpleNamespace(reason=f"client {pid} crashed")))
-                continue
-            tables, counts, ins = wire.parse_train(m.content)
-            u = client_mod.train_round(tables, counts, ins, pid, None, self.state[pid])
-            if pid in self.tamper:
-                u = self.tamper[pid](u)
-            out.append(_Reply(wire.reply_content(u.tables, u.weights, u.metrics,
-                                                 wire.parse_record_dp(self.state[pid])), meta))
-        return out
-
-
-def _nan(u: ClientUpdate) -> ClientUpdate:
-    u.tables["in_vectors"][0, 0] = np.nan
-    return u
-
-
-def _reshape(u: ClientUpdate) -> ClientUpdate:
-    u.tables["out_vectors"] = u.tables["out_vectors"][:-1]
-    return u
+def _reshape(tables, weights):
+    tables["out_vectors"] = tables["out_vectors"][:-1]
+    return tables, weights
 
 
 def test_server_rejects_nan_and_misshaped_updates_and_goes_on(tmp_path, write_scenario):
-    cfg = config_mod.load(write_scenario(federation={"rounds": 2}))
-    grid = InProcessGrid(3, tamper={1: _nan, 2: _reshape})
-    report = server.run(grid, cfg, tmp_path / "run", progress=False)
+    cfg = compose.load(write_scenario(federation={"rounds": 2}))
+    grid = InProcessGrid(3, tamper={1: tamper_update(_nan), 2: tamper_update(_reshape)})
+    report = federate(grid, cfg, tmp_path / "run", progress=False)
     rows = metrics.read(tmp_path / "run")
     assert [r["round"] for r in rows] == [1, 2]
     assert all(r["rejected"] == 2 and r["clients_ok"] == 1 for r in rows)
@@ -136,15 +86,15 @@ def test_server_rejects_nan_and_misshaped_updates_and_goes_on(tmp_path, write_sc
 
 
 def test_server_counts_failed_clients_and_stops_when_none_succeed(tmp_path, write_scenario):
-    cfg = config_mod.load(write_scenario(federation={"rounds": 1}))
-    server.run(InProcessGrid(3, fail={0}), cfg, tmp_path / "a", progress=False)
+    cfg = compose.load(write_scenario(federation={"rounds": 1}))
+    federate(InProcessGrid(3, fail={0}), cfg, tmp_path / "a", progress=False)
     assert metrics.read(tmp_path / "a")[0]["failed"] == 1
     with pytest.raises(FedembedError, match="no client update could be aggregated.*crashed"):
-        server.run(InProcessGrid(3, fail={0, 1, 2}), cfg, tmp_path / "b", progress=False)
+        federate(InProcessGrid(3, fail={0, 1, 2}), cfg, tmp_path / "b", progress=False)
 
 
 def test_server_refuses_a_federation_of_the_wrong_size(tmp_path, write_scenario):
-    cfg = config_mod.load(write_scenario())
+    cfg = compose.load(write_scenario())
     with pytest.raises(FedembedError, match="partition.num_clients=3"):
         server.discover_partitions(InProcessGrid(4), expected=3, wait_s=1)
     with pytest.raises(FedembedError, match="only 2 of 3"):
@@ -153,9 +103,9 @@ def test_server_refuses_a_federation_of_the_wrong_size(tmp_path, write_scenario)
 
 
 def test_server_refuses_oversized_updates(tmp_path, write_scenario):
-    cfg = config_mod.load(write_scenario(federation={"rounds": 1, "max_update_mb": 0.001}))
+    cfg = compose.load(write_scenario(federation={"rounds": 1, "max_update_mb": 0.001}))
     with pytest.raises(FedembedError, match="exceeds federation.max_update_mb"):
-        server.run(InProcessGrid(3), cfg, tmp_path / "run", progress=False)
+        federate(InProcessGrid(3), cfg, tmp_path / "run", progress=False)
 
 
 def test_lr_schedule_decays_linearly_across_rounds():
@@ -167,9 +117,9 @@ def test_lr_schedule_decays_linearly_across_rounds():
 
 def test_count_weights_are_capped_per_row_unless_the_cap_is_zero():
     counts = {"t": np.array([0, 1, 3, 10, 400])}
-    capped = aggregate.make(config_mod.load(None, {"federation.max_row_weight": 3})).client_weights(counts, 7)
+    capped = aggregate.make(compose.load(None, {"federation.max_row_weight": 3})).client_weights(counts, 7)
     assert capped["t"].tolist() == [0, 1, 3, 3, 3]
-    default = aggregate.make(config_mod.load(None)).client_weights(counts, 7)
+    default = aggregate.make(compose.load(None)).client_weights(counts, 7)
     assert default["t"].tolist() == [0, 1, 3, 10, 255]
-    uncapped = aggregate.make(config_mod.load(None, {"federation.max_row_weight": 0})).client_weights(counts, 7)
+    uncapped = aggregate.make(compose.load(None, {"federation.max_row_weight": 0})).client_weights(counts, 7)
     assert uncapped["t"].tolist() == [0, 1, 3, 10, 400]

@@ -6,16 +6,32 @@ import math
 
 import pytest
 
-from fedembed import config as C
+from fedembed import compose, config as C
 from fedembed.errors import ConfigError
 
 
 def test_defaults_are_valid():
     cfg = C.load()
     assert cfg == C.Config()
-    assert C.validate(C.Config()) == cfg
+    assert compose.validate(C.Config()) == cfg
     assert cfg.partition.name == "natural" and cfg.model.family == "sgns" and cfg.federation.rounds == 20
-    assert C.from_dict({}) == cfg
+    assert compose.from_dict({}) == cfg
+
+
+def test_config_imports_no_domain_package():
+    """The composition root runs each package's check: config.py itself knows none of them."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(C.__file__).read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
+        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert {m for m in imported if m.startswith("fedembed")} == {"fedembed.errors"}
+
+
+def test_a_client_parses_the_scenario_once_per_text():
+    text = '{"federation": {"rounds": 3}}'
+    assert C.parse_json(text) is C.parse_json(text) and C.parse_json(text).federation.rounds == 3
 
 
 @pytest.mark.parametrize("values,match", [
@@ -26,7 +42,7 @@ def test_defaults_are_valid():
 ])
 def test_unknown_keys_refused(values, match):
     with pytest.raises(ConfigError, match=match):
-        C.from_dict(values)
+        compose.from_dict(values)
 
 
 @pytest.mark.parametrize("values,match", [
@@ -41,11 +57,11 @@ def test_unknown_keys_refused(values, match):
 ])
 def test_wrong_types_refused(values, match):
     with pytest.raises(ConfigError, match=match):
-        C.from_dict(values)
+        compose.from_dict(values)
 
 
 def test_int_accepted_for_float():
-    cfg = C.from_dict({"train": {"lr": 1}, "model": {"sample": 0}})
+    cfg = compose.from_dict({"train": {"lr": 1}, "model": {"sample": 0}})
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
     assert cfg.model.sample == 0.0 and isinstance(cfg.model.sample, float)
 
@@ -71,11 +87,11 @@ def test_int_accepted_for_float():
 ])
 def test_out_of_range_refused(values, match):
     with pytest.raises(ConfigError, match=match):
-        C.from_dict(values)
+        compose.from_dict(values)
 
 
 def test_toml_roundtrip(tmp_path):
-    cfg = C.from_dict({"name": "ünïcode run", "seed": 7, "data": {"corpus": "/data/x.jsonl"},
+    cfg = compose.from_dict({"name": "ünïcode run", "seed": 7, "data": {"corpus": "/data/x.jsonl"},
                        "model": {"dim": 32, "sample": 1e-4, "family": "cbow"},
                        "federation": {"round_timeout": 30.5, "clients_per_round": 3},
                        "eval": {"baseline": False}})
@@ -125,7 +141,7 @@ def test_dotted_overrides(tmp_path):
 
 
 def test_every_section_is_a_dataclass_with_defaults():
-    # guards the flattening in validate(): every top-level non-scalar is a section
+    # guards the flattening in config.check(): every top-level non-scalar is a section
     for f in dataclasses.fields(C.Config):
         if f.name not in ("name", "seed"):
             assert dataclasses.is_dataclass(f.default_factory())

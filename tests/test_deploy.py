@@ -18,7 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from fedembed import config as config_mod
+from fedembed import compose, config as config_mod
 from fedembed.cli import main
 from fedembed.data.shards import load_shard
 from fedembed import nodelog
@@ -109,7 +109,7 @@ def test_node_config_and_supernode_argv(tmp_path):
 def _edge_cfg(tmp_path: Path) -> config_mod.Config:
     words = tmp_path / "words.txt"
     words.write_text("".join(f"{w} {100 - i}\n" for i, w in enumerate(WORDS)), encoding="utf-8")
-    return config_mod.from_dict({"vocab": {"source": str(words), "min_count": 1}})
+    return compose.from_dict({"vocab": {"source": str(words), "min_count": 1}})
 
 
 def test_edge_client_tokenizes_its_raw_corpus(tmp_path, monkeypatch):
@@ -145,7 +145,7 @@ def test_edge_client_refuses_another_vocabulary(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="not the server's"):
         device.local_data(str(corpus), "", cfg, server_counts[:-1], 0)
     # A word list that exists only on the server: the device must bring its own copy.
-    remote = config_mod.from_dict({"vocab": {"source": str(tmp_path / "server-only.txt"), "min_count": 1}})
+    remote = compose.from_dict({"vocab": {"source": str(tmp_path / "server-only.txt"), "min_count": 1}})
     with pytest.raises(ConfigError, match="--vocab"):
         device.local_data(str(corpus), "", remote, server_counts, 0)
     monkeypatch.setenv(device.VOCAB_ENV, cfg.vocab.source)

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 import fedembed
-from fedembed import checkpoint, config as config_mod, metrics
+from fedembed import compose
+from fedembed import checkpoint, metrics
+from fedembed.run import federate
 from fedembed.data import device
 from fedembed.errors import ConfigError
-from fedembed.federation import server
-from test_scale import PushPullGrid
+from inprocess_grid import InProcessGrid
 
 pytestmark = pytest.mark.usefixtures("task_identity", "one_torch_thread")
 
@@ -28,11 +29,11 @@ def _devices(tmp_path, small_corpus, n: int = 3) -> list[str]:
 
 def test_a_federation_trains_on_data_only_the_devices_hold(tmp_path, write_scenario, small_corpus, monkeypatch):
     monkeypatch.setenv(device.CACHE_ENV, str(tmp_path / "device_cache"))
-    cfg = config_mod.load(write_scenario(data={"corpus": "", "format": "devices"}))
-    grid = PushPullGrid(3, per_pull=3)
+    cfg = compose.load(write_scenario(data={"corpus": "", "format": "devices"}))
+    grid = InProcessGrid(3, per_pull=3)
     for k, path in enumerate(_devices(tmp_path, small_corpus)):
         grid.contexts[k].node_config["data-path"] = path
-    report = server.run(grid, cfg, tmp_path / "run", progress=False)
+    report = federate(grid, cfg, tmp_path / "run", progress=False)
     rows = metrics.read(tmp_path / "run")
     assert [r["clients_ok"] for r in rows] == [3, 3] and rows[-1]["examples"] > 0
     assert report["run"]["tokens"] is None and checkpoint.load(tmp_path / "run").round == 2
@@ -42,16 +43,16 @@ def test_a_federation_trains_on_data_only_the_devices_hold(tmp_path, write_scena
 
 def test_a_node_without_its_own_data_is_told_so(tmp_path, write_scenario, small_corpus, monkeypatch):
     monkeypatch.setenv(device.CACHE_ENV, str(tmp_path / "device_cache"))
-    cfg = config_mod.load(write_scenario(data={"corpus": "", "format": "devices"}))
+    cfg = compose.load(write_scenario(data={"corpus": "", "format": "devices"}))
     with pytest.raises(Exception, match='data.format = "devices".*fedembed client --data'):
-        server.run(PushPullGrid(3), cfg, tmp_path / "run", progress=False)
+        federate(InProcessGrid(3), cfg, tmp_path / "run", progress=False)
 
 
 def test_devices_data_rules_out_what_needs_the_corpus_on_the_server(tmp_path, write_scenario):
     with pytest.raises(ConfigError, match="rules out eval.baseline"):
-        config_mod.load(write_scenario(data={"format": "devices"}, eval={"baseline": True}))
+        compose.load(write_scenario(data={"format": "devices"}, eval={"baseline": True}))
     with pytest.raises(ConfigError, match="rules out privacy_attacks.canary, privacy_attacks.membership"):
-        config_mod.load(write_scenario(data={"format": "devices"},
+        compose.load(write_scenario(data={"format": "devices"},
                                        privacy_attacks={"canary": True, "membership": True}))
     with pytest.raises(ConfigError, match="is for a deployed federation"):
         fedembed.simulate(write_scenario(data={"format": "devices"}), tmp_path / "sim", progress=False)

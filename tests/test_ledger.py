@@ -7,12 +7,13 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from fedembed import compose
 from fedembed import checkpoint, config as config_mod, metrics
-from fedembed.federation import server
+from fedembed.run import federate
 from fedembed.privacy.accountant import Accountant
 from fedembed.privacy.ledger import RECORD, RECORD_DELTA, RECORD_EPSILON, USER, Ledger
 from fedembed.privacy.session import PrivacySession
-from test_aggregate import InProcessGrid, _task_identity  # noqa: F401  (the fixture is autouse)
+from inprocess_grid import InProcessGrid
 
 
 def _user_ledger(kind: str = "rdp", delta: float = 1e-5) -> Ledger:
@@ -88,7 +89,7 @@ def test_session_collects_record_level_epsilon_from_reply_metrics():
 # ---- with the server loop (in-process grid)
 
 def _private(write_scenario, rounds: int, **privacy) -> config_mod.Config:
-    return config_mod.load(write_scenario(federation={"rounds": rounds, "row_weight": "presence"},
+    return compose.load(write_scenario(federation={"rounds": rounds, "row_weight": "presence"},
                                           privacy={"user_level": True, "noise_multiplier": 1.0, **privacy}))
 
 
@@ -97,10 +98,10 @@ def _eps(run_dir) -> list[float]:
 
 
 def test_resumed_run_continues_the_ledger(tmp_path, write_scenario):
-    straight = server.run(InProcessGrid(3), _private(write_scenario, 4), tmp_path / "a", progress=False)
-    server.run(InProcessGrid(3), _private(write_scenario, 2), tmp_path / "b", progress=False)
+    straight = federate(InProcessGrid(3), _private(write_scenario, 4), tmp_path / "a", progress=False)
+    federate(InProcessGrid(3), _private(write_scenario, 2), tmp_path / "b", progress=False)
     assert checkpoint.load(tmp_path / "b").extra["privacy"]["units"][USER]["rounds"] == 2
-    resumed = server.run(InProcessGrid(3), _private(write_scenario, 4), tmp_path / "b", resume=True, progress=False)
+    resumed = federate(InProcessGrid(3), _private(write_scenario, 4), tmp_path / "b", resume=True, progress=False)
     assert _eps(tmp_path / "b") == _eps(tmp_path / "a") and len(_eps(tmp_path / "a")) == 4
     assert resumed["privacy"]["epsilon"] >= straight["privacy"]["epsilon"] > 0
     assert resumed["privacy"]["rounds"] == 4
@@ -117,13 +118,13 @@ def test_budget_stop_in_the_server_loop_finalizes_with_what_it_has(tmp_path, wri
     budget = (two + probe.epsilon(delta)) / 2                      # room for 2 rounds, not 3
     cfg = _private(write_scenario, 4, max_epsilon=budget)
     out = tmp_path / "run"
-    report = server.run(InProcessGrid(3), cfg, out, progress=False)
+    report = federate(InProcessGrid(3), cfg, out, progress=False)
     rows = metrics.read(out)
     assert [r["round"] for r in rows] == [1, 2, 3] and rows[-1]["event"] == "privacy_budget_stop"
     assert "round 3 would bring user-level ε" in rows[-1]["message"]
     assert report["privacy"]["epsilon"] == pytest.approx(two) and report["privacy"]["epsilon"] <= budget
     assert report["privacy"]["stopped"]["round"] == 3 and (out / "embeddings.txt").is_file()
     assert checkpoint.load(out).round == 2
-    again = server.run(InProcessGrid(3), cfg, out, resume=True, progress=False)   # still no room
+    again = federate(InProcessGrid(3), cfg, out, resume=True, progress=False)   # still no room
     assert again["privacy"]["epsilon"] == report["privacy"]["epsilon"] and checkpoint.load(out).round == 2
     assert [r["round"] for r in metrics.read(out)] == [1, 2, 3]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from scipy import stats
 
-from fedembed import config as config_mod
+from fedembed import compose
 from fedembed.data import shards as shards_mod
 from fedembed.data.corpus import Document, read_corpus
 from fedembed.data.partition import PARTITIONERS, make
@@ -197,7 +197,7 @@ def make_corpus_dir(tmp_path, n_files=6, lines=40, seed=0):
 
 
 def cfg_for(corpus, **over):
-    return config_mod.load(None, {"data.corpus": str(corpus), "vocab.min_count": 1, **over})
+    return compose.load(None, {"data.corpus": str(corpus), "vocab.min_count": 1, **over})
 
 
 def decoded(shard_dir, vocab: Vocabulary, k):
@@ -311,7 +311,7 @@ from fedembed.data.partition import labels as labels_mod, stats as stats_mod  # 
 
 
 def _cfg(**over):
-    return config_mod.load(None, over)
+    return compose.load(None, over)
 
 
 def first_pass_then_assign(part, documents, labeler=None):

@@ -5,20 +5,22 @@ import numpy as np
 import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
-from fedembed import checkpoint, config as config_mod, metrics
+from fedembed import compose
+from fedembed import checkpoint, metrics
+from fedembed.run import federate
 from fedembed.errors import ConfigError, UpdateError
-from fedembed.federation import pool, server, wire
-from test_scale import PushPullGrid
+from fedembed.federation import pool, pool_params, wire
+from inprocess_grid import InProcessGrid
 
 pytestmark = pytest.mark.usefixtures("task_identity", "one_torch_thread")
 
 
 def _run(tmp_path, write_scenario, name: str, nodes: int, **sections):
     fed = {"rounds": 2, "clients_per_round": 4, **sections.pop("federation", {})}
-    cfg = config_mod.load(write_scenario(f"{name}.toml", partition={"name": "iid", "num_clients": 5},
+    cfg = compose.load(write_scenario(f"{name}.toml", partition={"name": "iid", "num_clients": 5},
                                          federation=fed, simulation={"nodes": nodes}, **sections))
-    grid = PushPullGrid(nodes or cfg.partition.num_clients, per_pull=5)
-    server.run(grid, cfg, tmp_path / name, progress=False)
+    grid = InProcessGrid(nodes or cfg.partition.num_clients, per_pull=5)
+    federate(grid, cfg, tmp_path / name, progress=False)
     return checkpoint.load(tmp_path / name), metrics.read(tmp_path / name), grid
 
 
@@ -95,19 +97,19 @@ def test_a_pooled_reply_that_does_not_match_the_request_is_refused(tamper, messa
 
 def test_pool_settings_are_checked():
     with pytest.raises(ConfigError, match=r"simulation.nodes \(4\) exceeds partition.num_clients \(3\)"):
-        config_mod.load(None, {"partition.num_clients": 3, "simulation.nodes": 4, "secagg.enabled": False})
+        compose.load(None, {"partition.num_clients": 3, "simulation.nodes": 4, "secagg.enabled": False})
     with pytest.raises(ConfigError, match="needs secagg.enabled = false"):
-        config_mod.load(None, {"partition.num_clients": 3, "simulation.nodes": 2, "secagg.enabled": True})
+        compose.load(None, {"partition.num_clients": 3, "simulation.nodes": 2, "secagg.enabled": True})
     with pytest.raises(ConfigError, match="simulation.nodes must be >= 0"):
-        config_mod.load(None, {"simulation.nodes": -1, "secagg.enabled": False})
-    cfg = config_mod.load(None, {"partition.num_clients": 10, "simulation.nodes": 3, "secagg.enabled": False})
-    assert pool.num_nodes(cfg) == 3 and pool.hosts(10, {0: 50, 1: 51, 2: 52})[7] == 51
+        compose.load(None, {"simulation.nodes": -1, "secagg.enabled": False})
+    cfg = compose.load(None, {"partition.num_clients": 10, "simulation.nodes": 3, "secagg.enabled": False})
+    assert pool_params.num_nodes(cfg) == 3 and pool.hosts(10, {0: 50, 1: 51, 2: 52})[7] == 51
 
 
 def test_a_pool_node_reporting_the_wrong_pool_size_stops_the_run(tmp_path, write_scenario):
-    cfg = config_mod.load(write_scenario(partition={"num_clients": 5}, simulation={"nodes": 2}))
+    cfg = compose.load(write_scenario(partition={"num_clients": 5}, simulation={"nodes": 2}))
     with pytest.raises(Exception, match="reports 3 partitions, the scenario has simulation.nodes=2"):
-        server.run(PushPullGrid(3), cfg, tmp_path / "run", progress=False)
+        federate(InProcessGrid(3), cfg, tmp_path / "run", progress=False)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

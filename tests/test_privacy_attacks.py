@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from fedembed import config as config_mod
+from fedembed import compose
+from fedembed.run import federate
 from fedembed.aggregate import make as make_rule
 from fedembed.attacks.privacy.canary import exposure, summarize
 from fedembed.attacks.privacy.membership import evaluate_scores
-from fedembed.attacks.privacy.observe import Observation, secagg_masked, uniform_ring
-from fedembed.attacks.privacy.plant import Planted
+from fedembed.attacks.privacy.observe import uniform_ring
+from fedembed.observe import Observation
+from fedembed.attacks.privacy.plant import Planted, plant
 from fedembed.attacks.privacy.roc import auc
 from fedembed.attacks.privacy.scoring import log_sigmoid, sentence_scores
 from fedembed.attacks.privacy.vocab_inference import _magnitude, attack
@@ -24,7 +26,7 @@ from fedembed.errors import ConfigError
 from fedembed.train.word2vec import Word2VecParams, Word2VecTrainer
 from fedembed.updates import delta, weight_rows
 from fedembed.vocab import Vocabulary
-from test_aggregate import InProcessGrid, _task_identity  # noqa: F401  (the fixture is autouse)
+from inprocess_grid import InProcessGrid
 
 PARAMS = Word2VecParams(window=3, negative=5, batch_size=256, neg_share=16)
 
@@ -70,13 +72,13 @@ def test_vocab_inference_is_exact_on_plaintext_and_chance_on_a_masked_update(lee
     vocab, sents = lee
     client = sents[:40]
     local, counts, start = _train(vocab, client, epochs=1)
-    rule = make_rule(config_mod.load(None))
+    rule = make_rule(compose.load(None))
     update = weight_rows(delta(local, start, rule.client_weights(counts, 1)))
     used = np.bincount(np.concatenate(client), minlength=len(vocab)) > 0
     plain = attack(Observation(update.tables, update.weights), used)
     assert plain["precision"] == 1.0 and plain["recall"] >= 0.97 and plain["auc"] >= 0.97
-    cfg = config_mod.load(None, {"partition.num_clients": 10})
-    for view in (secagg_masked(Observation(update.tables, update.weights), cfg, 0),   # fedembed.secagg's masking
+    cfg = compose.load(None, {"partition.num_clients": 10})
+    for view in (compose.mask_like_secagg(Observation(update.tables, update.weights), cfg, 0),  # fedembed.secagg's stages
                  uniform_ring(Observation(update.tables, update.weights), np.random.default_rng(1))):  # the ideal
         hidden = attack(view, used)
         assert hidden["recall"] == 1.0                       # every row looks touched ...
@@ -127,7 +129,8 @@ def test_membership_auc_is_near_one_half_under_strong_record_level_dp(lee):
     import torch
     from opacus.accountants import RDPAccountant
 
-    from fedembed.privacy.record_dp import DPWord2VecTrainer, Samples
+    from fedembed.privacy.record_dp import Samples
+    from fedembed.train.word2vec_dp import DPWord2VecTrainer
     from fedembed.privacy.record_params import DPSGDParams
 
     vocab, sents = lee
@@ -200,11 +203,11 @@ def test_canary_exposure_is_high_when_inserted_many_times_and_chance_when_never(
 # ----------------------------------------------------------------------------- data stage, config, end to end
 
 def test_plant_holds_out_and_inserts_what_it_records(tmp_path, write_scenario):
-    cfg = config_mod.load(write_scenario(privacy_attacks={"canary": True, "membership": True, "target_client": 1,
+    cfg = compose.load(write_scenario(privacy_attacks={"canary": True, "membership": True, "target_client": 1,
                                                           "canaries": 3, "canary_repetitions": 4,
                                                           "candidates": 50, "non_members": 20}))
     (tmp_path / "run").mkdir()
-    prep = prepare(cfg, tmp_path / "run")
+    prep = prepare(cfg, tmp_path / "run", plant=plant)
     planted = Planted.load(tmp_path / "run")
     assert planted.inserted.shape == (3, 6) and planted.references.shape == (50, 6)
     ids, bounds = load_shard(prep.shard_dir, 1)
@@ -215,7 +218,7 @@ def test_plant_holds_out_and_inserts_what_it_records(tmp_path, write_scenario):
     assert sorted(sentences[i] for i in planted.canary_sentences) == sorted(tuple(c) for c in planted.inserted
                                                                            for _ in range(4))
     assert len(planted.heldout()) == 20
-    plain_cfg = config_mod.load(write_scenario("plain.toml"))
+    plain_cfg = compose.load(write_scenario("plain.toml"))
     (tmp_path / "plain").mkdir()
     plain = prepare(plain_cfg, tmp_path / "plain")
     def sentences_of(prep_):
@@ -234,7 +237,7 @@ def test_plant_holds_out_and_inserts_what_it_records(tmp_path, write_scenario):
     planted_side = trained + Counter(tuple(h.tolist()) for h in planted.heldout())
     planted_side.subtract(Counter(tuple(c.tolist()) for c in planted.inserted for _ in range(4)))
     assert +planted_side == sentences_of(plain)
-    again = prepare(cfg, tmp_path / "run")          # reused, not planted twice
+    again = prepare(cfg, tmp_path / "run", plant=plant)          # reused, not planted twice
     assert again.manifest.tokens == prep.manifest.tokens
     assert (tmp_path / "run" / "privacy_attacks" / "canaries.tsv").read_text().count("planted\t") == 3
 
@@ -249,42 +252,23 @@ def test_plant_holds_out_and_inserts_what_it_records(tmp_path, write_scenario):
 ])
 def test_config_refuses_bad_attack_settings(write_scenario, key, value, msg):
     with pytest.raises(ConfigError, match=msg):
-        config_mod.load(write_scenario(privacy_attacks={key: value}))
-
-
-class _Recording(InProcessGrid):
-    """Keeps every training reply, by (round, partition): what the server received."""
-
-    def __init__(self, num):
-        super().__init__(num)
-        self.replies = {}
-
-    def send_and_receive(self, messages, timeout=None):
-        from fedembed.federation import wire
-
-        replies = super().send_and_receive(messages, timeout)
-        for m, r in zip(messages, replies):
-            if "node" not in m.content.config_records:
-                rnd = wire.parse_train(m.content)[2].round
-                self.replies[(rnd, self.nodes[m.metadata.dst_node_id])] = wire.parse_reply(r.content)
-        return replies
+        compose.load(write_scenario(privacy_attacks={key: value}))
 
 
 @pytest.mark.slow
 def test_a_run_reports_every_attack_next_to_the_ledger(tmp_path, write_scenario):
-    from fedembed.attacks.privacy import AttackContext
-    from fedembed.attacks.privacy.observe import plaintext
-    from fedembed.federation import server
+    from fedembed.federation import wire
 
-    cfg = config_mod.load(write_scenario(privacy_attacks={"vocab_inference": True, "membership": True,
+    cfg = compose.load(write_scenario(privacy_attacks={"vocab_inference": True, "membership": True,
                                                           "canary": True, "candidates": 100,
                                                           "members": 30, "non_members": 30}))
-    grid = _Recording(3)
-    report = server.run(grid, cfg, tmp_path / "run", progress=False)
+    grid = InProcessGrid(3)
+    report = federate(grid, cfg, tmp_path / "run", progress=False)
     pa = report["privacy_attacks"]
     # the offline replay is exactly the reply the server received from the target in round 1
-    replay = plaintext(AttackContext(cfg, tmp_path / "run", prepare(cfg, tmp_path / "run"), {}, {}), 0)
-    tables, weights, _ = grid.replies[(1, 0)]
+    replay = compose.replay_update(cfg, prepare(cfg, tmp_path / "run"), 0)
+    round1 = [c for mtype, c in grid.seen if mtype == "train"][:3]     # round 1's replies, partitions 0..2 in order
+    tables, weights, _ = wire.parse_reply(round1[0])
     for k in tables:
         np.testing.assert_array_equal(replay.tables[k], tables[k])
         np.testing.assert_array_equal(replay.weights[k], weights[k])
@@ -296,6 +280,7 @@ def test_a_run_reports_every_attack_next_to_the_ledger(tmp_path, write_scenario)
     assert ee["ledger_epsilon"] is None and ee["within_ledger"] is True     # not private: ε = ∞
     details = json.loads((tmp_path / "run" / "report.json").read_text())["privacy_attacks_details"]
     assert details["vocab_inference"]["mask"] == "fedembed.secagg" and details["membership"]["members"] == 30
+    assert details["vocab_inference"]["source"]["plain"] == "observed"     # the observer hook saw round 1
     assert details["canary"]["repetitions"] == 10 and details["empirical_epsilon"]["games"]["canary"]["group_size"] == 1
 
 

@@ -12,16 +12,18 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 from torch.nn.functional import softplus
 
-from fedembed import config as config_mod, models
+from fedembed import compose, models
+from fedembed.run import federate
 from fedembed.data.prepare import prepare
 from fedembed.data.shards import ShardWriter, load_shard, load_units
 from fedembed.errors import ConfigError
 from fedembed.federation import client as client_mod, wire
+from fedembed.federation.record_copies import ServerCopies
 from fedembed.privacy import record_params, record_state
 from fedembed.privacy.lazy_noise import LazyNoise
 from fedembed.privacy.per_sample import RowSums, clip_factors, squared_norms
-from fedembed.privacy.record_dp import (Batch, DPWord2VecTrainer, Samples, clipped_update, concat_ranges,
-                                        pad_to_groups, row_sums)
+from fedembed.privacy.record_dp import Samples, concat_ranges
+from fedembed.train.word2vec_dp import Batch, DPWord2VecTrainer, clipped_update, pad_to_groups, row_sums
 from fedembed.train.word2vec import Word2VecParams, cbow_step, pack_contexts
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")   # Opacus: secure RNG off, backward hooks
@@ -350,12 +352,12 @@ def test_shards_keep_each_sentences_document(tmp_path):
 ])
 def test_invalid_record_dp_settings_are_refused(record, msg):
     with pytest.raises(ConfigError, match=msg):
-        config_mod.load(overrides={f"privacy.record.{k}": v for k, v in record.items()})
+        compose.load(overrides={f"privacy.record.{k}": v for k, v in record.items()})
 
 
 @pytest.mark.parametrize("accountant", ["rdp", "prv"])
 def test_noise_multiplier_from_target_epsilon_keeps_epsilon_at_most_the_target(accountant):
-    cfg = config_mod.load(overrides={"privacy.record.enabled": True, "privacy.record.target_epsilon": 2.0,
+    cfg = compose.load(overrides={"privacy.record.enabled": True, "privacy.record.target_epsilon": 2.0,
                                      "privacy.record.delta": 1e-5, "privacy.record.expected_batch": 50,
                                      "privacy.record.accountant": accountant, "federation.rounds": 5})
     p = record_params.resolve(cfg, num_samples=1000)
@@ -386,7 +388,7 @@ def test_record_epsilon_agrees_with_dp_accounting():
 @pytest.fixture
 def dp_run(tmp_path, write_scenario):
     """Three clients over the Lee corpus, record-level DP on; `round_` runs one client round."""
-    cfg = config_mod.load(write_scenario(privacy={"record": {"enabled": True, "noise_multiplier": 1.0,
+    cfg = compose.load(write_scenario(privacy={"record": {"enabled": True, "noise_multiplier": 1.0,
                                                              "expected_batch": 16, "delta": 1e-5}}))
     (tmp_path / "run").mkdir()
     prep = prepare(cfg, tmp_path / "run")
@@ -396,7 +398,8 @@ def dp_run(tmp_path, write_scenario):
         return wire.TrainInstruction(rnd, 0.025, 0.02, 0, cfg.to_dict(), str(prep.shard_dir), server_state)
 
     def round_(rnd: int, node_state: RecordDict | None, server_state=None):
-        return client_mod.train_round(tables, prep.vocab.counts, ins(rnd, server_state), 0, node_state=node_state)
+        return client_mod.train_round(tables, prep.vocab.counts, ins(rnd, server_state), 0,
+                                      node_state=node_state, pipeline=compose.client_stages)
     return SimpleNamespace(cfg=cfg, prep=prep, tables=tables, ins=ins, round=round_)
 
 
@@ -449,19 +452,19 @@ def test_server_copy_survives_a_checkpoint_and_continues_a_resumed_clients_epsil
 
     node = RecordDict()
     eps = [dp_run.round(r, node).metrics["dp_record_epsilon"] for r in (1, 2)]
-    server = record_state.ServerCopies()
+    server = ServerCopies()
     reply = wire.reply_content({}, {}, {}, wire.parse_record_dp(node))
     server.observe(0, reply)
     server.observe(0, wire.reply_content({}, {}, {}))        # a reply without state changes nothing
     extra: dict = {}
     server.save(extra)
-    resumed = record_state.ServerCopies(json.loads(json.dumps(extra)))     # the checkpoint is JSON
+    resumed = ServerCopies(json.loads(json.dumps(extra)))     # the checkpoint is JSON
     content = wire.train_content(wire.arrays(dp_run.tables), wire.arrays({"counts": dp_run.prep.vocab.counts}),
                                  dp_run.ins(3))
     assert wire.parse_record_dp(resumed.content_for(1, content)) is None   # another client: nothing to send
     tables, counts, ins = wire.parse_train(resumed.content_for(0, content))
     assert ins.record_dp == wire.parse_record_dp(node) and wire.parse_record_dp(content) is None
-    m = client_mod.train_round(tables, counts, ins, 0, node_state=RecordDict()).metrics
+    m = client_mod.train_round(tables, counts, ins, 0, node_state=RecordDict(), pipeline=compose.client_stages).metrics
     assert m["dp_record_epsilon"] > eps[1]
 
 
@@ -505,18 +508,17 @@ def test_server_restores_record_level_accountants_after_resume(tmp_path, write_s
     """Resume in a new server (fresh client state): ε keeps growing instead of restarting at 0."""
     from flwr.supercore.task_identity import TaskIdentity
 
-    from fedembed import config as config_mod, metrics as metrics_mod
-    from fedembed.federation import server
+    from fedembed import metrics as metrics_mod
     from test_aggregate import InProcessGrid  # tests/ is on sys.path (pytest rootdir conftest)
 
     TaskIdentity._run_id, TaskIdentity._task_id, TaskIdentity._node_id = 1, 1, 0
     try:
         rec = {"record": {"enabled": True, "noise_multiplier": 1.0, "expected_batch": 64, "delta": 1e-5}}
-        straight = config_mod.load(write_scenario("a.toml", federation={"rounds": 3}, privacy=rec))
-        server.run(InProcessGrid(3), straight, tmp_path / "straight", progress=False)
-        short = config_mod.load(write_scenario("b.toml", federation={"rounds": 2}, privacy=rec))
-        server.run(InProcessGrid(3), short, tmp_path / "resumed", progress=False)
-        server.run(InProcessGrid(3), straight, tmp_path / "resumed", resume=True, progress=False)  # new clients
+        straight = compose.load(write_scenario("a.toml", federation={"rounds": 3}, privacy=rec))
+        federate(InProcessGrid(3), straight, tmp_path / "straight", progress=False)
+        short = compose.load(write_scenario("b.toml", federation={"rounds": 2}, privacy=rec))
+        federate(InProcessGrid(3), short, tmp_path / "resumed", progress=False)
+        federate(InProcessGrid(3), straight, tmp_path / "resumed", resume=True, progress=False)  # new clients
         eps = [[r["privacy"]["units"]["record"]["epsilon"] for r in metrics_mod.read(tmp_path / d)]
                for d in ("straight", "resumed")]
     finally:
@@ -555,7 +557,7 @@ def test_remaining_noise_multiplier_spends_exactly_what_is_left(history, q, step
 
 
 def _target_cfg(rounds: int, accountant: str = "rdp"):
-    return config_mod.load(overrides={"privacy.record.enabled": True, "privacy.record.target_epsilon": 3.0,
+    return compose.load(overrides={"privacy.record.enabled": True, "privacy.record.target_epsilon": 3.0,
                                       "privacy.record.delta": 1e-5, "privacy.record.expected_batch": 50,
                                       "privacy.record.accountant": accountant, "federation.rounds": rounds})
 
@@ -599,7 +601,7 @@ def test_a_spent_record_budget_refuses_to_train_and_names_the_keys():
 def test_client_extended_on_resume_reports_at_most_the_target(tmp_path, write_scenario):
     """Through the client's round: a state from a 2-round plan, then the run resumed with 4 rounds."""
     def cfg(rounds):
-        return config_mod.load(write_scenario(federation={"rounds": rounds}, privacy={"record": {
+        return compose.load(write_scenario(federation={"rounds": rounds}, privacy={"record": {
             "enabled": True, "target_epsilon": 2.0, "expected_batch": 64, "delta": 1e-5}}))
     (tmp_path / "run").mkdir()
     prep = prepare(cfg(2), tmp_path / "run")
@@ -607,7 +609,8 @@ def test_client_extended_on_resume_reports_at_most_the_target(tmp_path, write_sc
 
     def round_(rnd, c, node):
         ins = wire.TrainInstruction(rnd, 0.025, 0.02, 0, c.to_dict(), str(prep.shard_dir), None)
-        return client_mod.train_round(tables, prep.vocab.counts, ins, 0, node_state=node).metrics
+        return client_mod.train_round(tables, prep.vocab.counts, ins, 0, node_state=node,
+                                      pipeline=compose.client_stages).metrics
     node = RecordDict()
     planned = round_(1, cfg(2), node)                                  # σ planned for 2 rounds
     assert planned["dp_record_epsilon"] < 2.0

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from fedembed import config as config_mod, metrics, plots, summary
-from fedembed.federation import server
-from grid_helpers import ThreadedGrid, task_identity_here  # noqa: F401  (autouse fixture)
+from fedembed import compose
+from fedembed import metrics, plots, summary
+from fedembed.run import federate
+from inprocess_grid import InProcessGrid
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -76,13 +77,13 @@ def test_sweep_plot_one_and_two_keys(tmp_path):
 
 
 def test_a_run_writes_summary_csv_plots_partition_stats_and_quality_per_round(tmp_path, write_scenario):
-    cfg = config_mod.load(write_scenario(partition={"name": "quantity", "num_clients": 3, "sigma": 1.0},
+    cfg = compose.load(write_scenario(partition={"name": "quantity", "num_clients": 3, "sigma": 1.0},
                                          federation={"rounds": 2}, eval={"every_round": True},
                                          behaviour={"dropout": 0.2}))
     out = tmp_path / "run"
-    grid = ThreadedGrid(3)
+    grid = InProcessGrid(3, workers=8)
     try:
-        report = server.run(grid, cfg, out, progress=False)
+        report = federate(grid, cfg, out, progress=False)
     finally:
         grid.close()
     rows = metrics.read(out)
@@ -107,6 +108,7 @@ def test_a_broken_plot_never_loses_the_run(tmp_path, monkeypatch, caplog):
 
     monkeypatch.setattr(plots, "for_run", boom)
     summary.write(tmp_path, _report())
+    plots.write(tmp_path, _report())
     assert (tmp_path / "summary.csv").is_file()
     assert any("plots for" in r.getMessage() and "no display" in r.getMessage() for r in caplog.records)
 

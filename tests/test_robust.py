@@ -8,18 +8,20 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import stats
 
-from fedembed import aggregate, config as config_mod
+from fedembed import compose
+from fedembed import aggregate
+from fedembed.run import federate
 from fedembed.aggregate import divide_rows
 from fedembed.aggregate.krum import krum_scores
 from fedembed.aggregate.norm_bound import ClipDeltas
 from fedembed.errors import ConfigError
 from fedembed.updates import ClientUpdate
-from test_aggregate import InProcessGrid, _task_identity  # noqa: F401  (the fixture is autouse)
+from inprocess_grid import InProcessGrid
 
 
 def _cfg(**over):
     """The built-in default with plain aggregation (robust rules need each client's values)."""
-    return config_mod.load(None, {"secagg.enabled": False, **over})
+    return compose.load(None, {"secagg.enabled": False, **over})
 
 
 def _aggregate(rule: str, deltas: list[np.ndarray], touched: list[np.ndarray] | None = None, **over):
@@ -27,7 +29,7 @@ def _aggregate(rule: str, deltas: list[np.ndarray], touched: list[np.ndarray] | 
     cfg = _cfg(**{"federation.aggregate": rule, **over})
     r = aggregate.make(cfg)
     v, d = deltas[0].shape
-    acc = aggregate.collector(cfg, {"t": (v, d)})
+    acc = aggregate.make(cfg).collector({"t": (v, d)})
     for i, delta in enumerate(deltas):
         t = touched[i] if touched is not None else np.ones(v, dtype=bool)
         w = r.client_weights({"t": t.astype(np.float64)}, 1)["t"]
@@ -154,7 +156,7 @@ def test_rows_nobody_touched_stay_unchanged_and_a_lone_holder_decides_its_row():
 def test_robust_rules_ignore_claimed_weights():
     """A claimed count of 10⁶ takes a row of the weighted mean over; robust rules see only presence."""
     cfg = _cfg(**{"federation.aggregate": "median"})
-    acc = aggregate.collector(cfg, {"t": (1, 1)})
+    acc = aggregate.make(cfg).collector({"t": (1, 1)})
     for value, w in ((1.0, 1.0), (1.2, 1.0), (1000.0, 1e6)):
         acc.add({"t": np.array([[value * w]], np.float32)}, {"t": np.array([w], np.float32)})
     assert divide_rows(acc.sums, acc.weights)["t"][0, 0] == pytest.approx(1.2)
@@ -229,14 +231,13 @@ def test_norm_bound_is_accepted_with_secure_aggregation_and_other_refusals():
 
 def test_median_defends_a_small_federation_against_a_boosted_attacker(tmp_path, write_scenario):
     """Scaling ×50 from 1 of 5 clients: the row-wise mean's quality collapses, the median's does not."""
-    from fedembed.federation import server
 
     out = {}
     for rule in ("rowwise", "median"):
-        cfg = config_mod.load(write_scenario(
+        cfg = compose.load(write_scenario(
             f"{rule}.toml", partition={"name": "iid", "num_clients": 5}, federation={"rounds": 2, "aggregate": rule},
             adversary={"attack": "scaling", "fraction": 0.2, "scale": 50.0}))
-        rep = server.run(InProcessGrid(5), cfg, tmp_path / rule, progress=False)
+        rep = federate(InProcessGrid(5), cfg, tmp_path / rule, progress=False)
         out[rule] = np.loadtxt(tmp_path / rule / "embeddings.txt", skiprows=1, usecols=range(1, 17), comments=None)
         assert rep["aggregation"]["rule"] == rule and rep["attack"]["malicious_count"] == 1
     # (rows only the attacker and one honest client touched are not protected: a median of two is their mean)
@@ -252,33 +253,17 @@ def test_a_trimmed_huge_value_costs_the_kept_values_no_precision():
     assert trim.tolist() == [[1.5]]
 
 
-class _NewestFirst:
-    """Flower's grid calls over the real ClientApp handlers, answering the newest message first
-    (the reverse of the order the replies come in under `InProcessGrid`)."""
-
-    def __new__(cls, num: int):
-        from test_scale import PushPullGrid
-
-        class Grid(PushPullGrid):
-            def pull_messages(self, message_ids):
-                ready = [i for i in self.in_flight if i in set(message_ids)][::-1]
-                return [self._answer(i, self.in_flight.pop(i)) for i in ready]
-
-        return Grid(num)
-
-
 def test_krum_gives_the_same_tables_whatever_order_the_replies_arrive_in(tmp_path, write_scenario):
     """With three clients and f = 0 each score is a nearest-neighbour distance, so the two
     closest updates tie on many rows: the server must break the tie by partition, not arrival."""
     from fedembed import checkpoint
-    from fedembed.federation import server
-    from test_scale import PushPullGrid
+    from inprocess_grid import InProcessGrid
 
     runs = {}
-    for name, grid in (("oldest", PushPullGrid(3, per_pull=3)), ("newest", _NewestFirst(3))):
-        cfg = config_mod.load(write_scenario(f"{name}.toml", federation={"rounds": 2, "aggregate": "krum"},
+    for name, grid in (("oldest", InProcessGrid(3, per_pull=3)), ("newest", InProcessGrid(3, newest_first=True))):
+        cfg = compose.load(write_scenario(f"{name}.toml", federation={"rounds": 2, "aggregate": "krum"},
                                              robust={"byzantine": 0}))
-        server.run(grid, cfg, tmp_path / name, progress=False)
+        federate(grid, cfg, tmp_path / name, progress=False)
         runs[name] = checkpoint.load(tmp_path / name).tables
     for table in runs["oldest"]:
         np.testing.assert_array_equal(runs["oldest"][table], runs["newest"][table])
@@ -287,30 +272,24 @@ def test_krum_gives_the_same_tables_whatever_order_the_replies_arrive_in(tmp_pat
 def test_norm_bound_clips_sparse_uploads_like_dense_ones(tmp_path, write_scenario):
     """A sparse reply must not slip past the server's bound by being added row by row."""
     from fedembed import checkpoint
-    from fedembed.federation import server
-    from test_scale import PushPullGrid
+    from inprocess_grid import InProcessGrid
 
     from flwr.app import Array, ArrayRecord
 
     from fedembed.federation import wire
 
-    class Boosting(PushPullGrid):
+    def boost(content):
         """Client 0 skips its clipping stage and sends its update ×1000 (a malicious client)."""
-
-        def _answer(self, msg_id, m):
-            reply = super()._answer(msg_id, m)
-            if self.nodes[m.metadata.dst_node_id] == 0 and reply.content is not None \
-                    and wire.UPDATE in reply.content.array_records:
-                update = reply.content.array_records[wire.UPDATE]
-                reply.content[wire.UPDATE] = ArrayRecord({k: Array(a.numpy() * 1000) for k, a in update.items()})
-            return reply
+        update = content.array_records[wire.UPDATE]
+        content[wire.UPDATE] = ArrayRecord({k: Array(a.numpy() * 1000) for k, a in update.items()})
+        return content
 
     runs = {}
     for name, sparse in (("dense", False), ("sparse", True)):
-        cfg = config_mod.load(write_scenario(f"{name}.toml", federation={"rounds": 2, "aggregate": "norm_bound",
+        cfg = compose.load(write_scenario(f"{name}.toml", federation={"rounds": 2, "aggregate": "norm_bound",
                                                                          "sparse_upload": sparse},
                                              robust={"norm_bound": 0.05}))
-        server.run(Boosting(3, per_pull=3), cfg, tmp_path / name, progress=False)
+        federate(InProcessGrid(3, per_pull=3, tamper={0: boost}), cfg, tmp_path / name, progress=False)
         runs[name] = checkpoint.load(tmp_path / name).tables
     for table in runs["dense"]:
         np.testing.assert_allclose(runs["sparse"][table], runs["dense"][table], rtol=0, atol=1e-7)

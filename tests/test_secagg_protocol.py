@@ -96,7 +96,7 @@ def _round(n=4):
     for p in ups:
         srv.on_share(p, proto.on_share(srv.share_content(p), states[p], p))
     for p in ups:
-        y, _ = proto.on_mask(RecordDict({msg.SECAGG: srv.mask_record(p)}), states[p], p, lambda c, p=p: ups[p])
+        y = proto.on_mask(RecordDict({msg.SECAGG: srv.mask_record(p)}), states[p], p, S.secure(ups[p], S.SHAPES)).vector
         srv.add_masked(p, y)
     return srv, states
 

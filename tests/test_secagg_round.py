@@ -6,33 +6,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import secagg_sim as S
-from fedembed import checkpoint, config as config_mod, metrics, models
+from fedembed import checkpoint, compose, metrics, models
 from fedembed.errors import ConfigError
-from fedembed.federation import server
+from fedembed.run import federate
 from fedembed.secagg import messages as msg
-
-
-@pytest.fixture(autouse=True)
-def _task_identity(monkeypatch):
-    """Flower's Message needs the process's run identity, which a real runtime sets."""
-    from flwr.supercore.task_identity import TaskIdentity
-
-    monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_task_id", 1)
-    monkeypatch.setattr(TaskIdentity, "_node_id", 0)
+from inprocess_grid import InProcessGrid
 
 
 def _run(write_scenario, out, grid, name="s.toml", **sections):
-    cfg = config_mod.load(write_scenario(name, **sections))
-    server.run(grid, cfg, out, progress=False)
+    cfg = compose.load(write_scenario(name, **sections))
+    federate(grid, cfg, out, progress=False)
     return cfg, metrics.read(out)
 
 
 def test_capped_count_weights_use_a_32_bit_ring_and_match_the_plain_run_within_the_step(tmp_path, write_scenario):
     """The default: counts capped at federation.max_row_weight, 24-bit values in Z_2^32."""
-    _, rows = _run(write_scenario, tmp_path / "secure", S.SecureGrid(3), secagg={"enabled": True})
-    cfg, _ = _run(write_scenario, tmp_path / "plain", S.SecureGrid(3), "p.toml", secagg={"enabled": False})
+    _, rows = _run(write_scenario, tmp_path / "secure", InProcessGrid(3), secagg={"enabled": True})
+    cfg, _ = _run(write_scenario, tmp_path / "plain", InProcessGrid(3), "p.toml", secagg={"enabled": False})
     assert rows[0]["secagg"]["ring_bits"] == 32 and rows[0]["secagg"]["bits"] == 24
     step = 64 * cfg.federation.max_row_weight / (2 ** 23 - 1)  # one client's quantization step
     a, b = checkpoint.load(tmp_path / "secure").tables, checkpoint.load(tmp_path / "plain").tables
@@ -43,9 +33,9 @@ def test_capped_count_weights_use_a_32_bit_ring_and_match_the_plain_run_within_t
 
 def test_secure_run_gives_the_plain_runs_tables_up_to_quantization(tmp_path, write_scenario):
     uncapped = {"max_row_weight": 0}  # uncapped count weights: 40-bit values in Z_2^64
-    grid = S.SecureGrid(3)
+    grid = InProcessGrid(3)
     _, rows = _run(write_scenario, tmp_path / "secure", grid, secagg={"enabled": True}, federation=uncapped)
-    _run(write_scenario, tmp_path / "plain", S.SecureGrid(3), "p.toml", secagg={"enabled": False},
+    _run(write_scenario, tmp_path / "plain", InProcessGrid(3), "p.toml", secagg={"enabled": False},
          federation=uncapped)
     a, b = checkpoint.load(tmp_path / "secure").tables, checkpoint.load(tmp_path / "plain").tables
     for name in a:  # 40-bit quantization of ranges ±2^20: a step of 2^−19 per client and value
@@ -63,16 +53,16 @@ def test_secure_run_gives_the_plain_runs_tables_up_to_quantization(tmp_path, wri
 
 def test_a_round_beyond_the_threshold_aborts_cleanly_and_the_next_goes_on(tmp_path, write_scenario):
     # round 1: two of three clients fail to unmask, so no secret can be rebuilt; round 2 is whole
-    grid = S.SecureGrid(3, fail={(1, msg.UNMASK): {0, 1}})
+    grid = InProcessGrid(3, fail={(1, msg.UNMASK): {0, 1}})
     cfg, rows = _run(write_scenario, tmp_path / "run", grid, secagg={"enabled": True},
                      federation={"rounds": 2})
     assert rows[0]["event"] == "secagg_abort" and "needed" in rows[0]["message"]
     assert rows[0]["clients_ok"] == 0 and rows[0]["secagg"]["dropped"]["unmask"] == 2
     assert rows[1]["clients_ok"] == 3 and "event" not in rows[1]
 
-    grid1 = S.SecureGrid(3, fail={(1, msg.UNMASK): {0, 1}})
-    cfg1 = config_mod.load(write_scenario("one.toml", secagg={"enabled": True}, federation={"rounds": 1}))
-    server.run(grid1, cfg1, tmp_path / "one", progress=False)
+    grid1 = InProcessGrid(3, fail={(1, msg.UNMASK): {0, 1}})
+    cfg1 = compose.load(write_scenario("one.toml", secagg={"enabled": True}, federation={"rounds": 1}))
+    federate(grid1, cfg1, tmp_path / "one", progress=False)
     init = models.make(cfg1).init_tables(len(checkpoint.load(tmp_path / "one").tables["in_vectors"]), cfg1.seed)
     for name, table in checkpoint.load(tmp_path / "one").tables.items():
         np.testing.assert_array_equal(table, init[name])      # global state unchanged
@@ -80,7 +70,7 @@ def test_a_round_beyond_the_threshold_aborts_cleanly_and_the_next_goes_on(tmp_pa
 
 def test_dropouts_at_every_stage_within_the_threshold_are_survived(tmp_path, write_scenario):
     fail = {(1, msg.SHARE): {0}, (2, msg.MASK): {1}, (3, msg.UNMASK): {2}}
-    _, rows = _run(write_scenario, tmp_path / "run", S.SecureGrid(5, fail=fail),
+    _, rows = _run(write_scenario, tmp_path / "run", InProcessGrid(5, fail=fail),
                    partition={"num_clients": 5}, secagg={"enabled": True}, federation={"rounds": 3})
     assert [r.get("event") for r in rows] == [None] * 3
     assert [r["clients_ok"] for r in rows] == [4, 4, 5]
@@ -94,7 +84,7 @@ def test_sharing_ahead_drops_an_exchange_a_round_and_changes_nothing_else(tmp_pa
     drops = {"drop_share": 0.15, "drop_mask": 0.15, "drop_unmask": 0.15, "threshold": 0.51}
     runs = {}
     for ahead in (True, False):
-        grid = S.SecureGrid(6)
+        grid = InProcessGrid(6)
         _, rows = _run(write_scenario, tmp_path / str(ahead), grid, f"{ahead}.toml", partition={"num_clients": 6},
                        secagg={"enabled": True, "share_ahead": ahead, **drops}, federation={"rounds": 4})
         runs[ahead] = grid, [(r.get("event"), r["clients_ok"], r["secagg"]["dropped"]) for r in rows]
@@ -114,7 +104,7 @@ def test_a_sampled_federation_advertises_keys_and_shares_ahead(tmp_path, write_s
 
     runs = {}
     for ahead in (True, False):
-        grid = S.SecureGrid(8)
+        grid = InProcessGrid(8)
         _, rows = _run(write_scenario, tmp_path / str(ahead), grid, f"{ahead}.toml", partition={"num_clients": 8},
                        secagg={"enabled": True, "share_ahead": ahead},
                        federation={"rounds": 6, "clients_per_round": 3})
@@ -131,7 +121,7 @@ def test_a_sampled_federation_advertises_keys_and_shares_ahead(tmp_path, write_s
 
 
 def test_a_client_whose_unmask_message_failed_is_asked_for_its_shares_again(tmp_path, write_scenario):
-    grid = S.SecureGrid(5, fail={(1, msg.UNMASK): {2}})
+    grid = InProcessGrid(5, fail={(1, msg.UNMASK): {2}})
     _, rows = _run(write_scenario, tmp_path / "run", grid, partition={"num_clients": 5}, secagg={"enabled": True},
                    federation={"rounds": 3})
     assert rows[0]["secagg"]["dropped"]["unmask"] == 1 and rows[0]["clients_ok"] == 5   # its vector was in
@@ -142,7 +132,7 @@ def test_a_client_whose_unmask_message_failed_is_asked_for_its_shares_again(tmp_
 
 
 def test_seeded_stage_dropouts_from_the_scenario(tmp_path, write_scenario):
-    _, rows = _run(write_scenario, tmp_path / "run", S.SecureGrid(6), partition={"num_clients": 6},
+    _, rows = _run(write_scenario, tmp_path / "run", InProcessGrid(6), partition={"num_clients": 6},
                    secagg={"enabled": True, "drop_share": 0.2, "drop_mask": 0.2, "threshold": 0.51},
                    federation={"rounds": 3})
     dropped = sum(r["secagg"]["dropped"]["share"] + r["secagg"]["dropped"]["mask"] for r in rows)
@@ -152,7 +142,7 @@ def test_seeded_stage_dropouts_from_the_scenario(tmp_path, write_scenario):
 
 def test_distributed_dp_charges_the_noise_actually_present(tmp_path, write_scenario):
     # round 1: one of four drops after the noise was calibrated for four; round 2 aborts; round 3 is whole
-    grid = S.SecureGrid(4, fail={(1, msg.MASK): {3}, (2, msg.UNMASK): {0, 1, 2}})
+    grid = InProcessGrid(4, fail={(1, msg.MASK): {3}, (2, msg.UNMASK): {0, 1, 2}})
     _, rows = _run(write_scenario, tmp_path / "run", grid, partition={"num_clients": 4},
                    secagg={"enabled": True},
                    privacy={"user_level": True, "noise_multiplier": 2.0, "clip": 1.0},
@@ -178,13 +168,13 @@ def test_distributed_dp_charges_the_noise_actually_present(tmp_path, write_scena
 ])
 def test_bad_secagg_settings_are_refused(over, match):
     with pytest.raises(ConfigError, match=match):
-        config_mod.load(None, {"secagg.enabled": True, **{f"secagg.{k}": v for k, v in over.items()}})
+        compose.load(None, {"secagg.enabled": True, **{f"secagg.{k}": v for k, v in over.items()}})
 
 
 def test_adaptive_clipping_sums_the_clip_bits_under_the_masks(tmp_path, write_scenario):
     from fedembed.privacy.user_dp import CLIP_BIT
 
-    grid = S.SecureGrid(4)
+    grid = InProcessGrid(4)
     _, rows = _run(write_scenario, tmp_path / "run", grid, partition={"num_clients": 4}, secagg={"enabled": True},
                    privacy={"user_level": True, "noise_multiplier": 1.0, "clip": 1.0, "adaptive_clip": True,
                             "clip_count_stddev": 2.0},
@@ -208,7 +198,7 @@ def test_auto_quantization_fits_the_narrowest_ring_that_cannot_wrap(over, ring, 
     from fedembed.secagg.params import for_round
     from fedembed.secagg.quantize import levels
 
-    cfg = config_mod.load(None, {"secagg.enabled": True, **over})
+    cfg = compose.load(None, {"secagg.enabled": True, **over})
     p = for_round(cfg, cfg.partition.num_clients)
     assert (p.ring, p.bits) == (ring, bits)
     assert cfg.partition.num_clients * (levels(p.bits) + 1) < 2 ** (p.ring - 1)

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from fedembed import checkpoint, metrics, simulation, sweep
+from fedembed.run import federate
 from fedembed.errors import ConfigError, FedembedError
-from fedembed.federation import server
 from fedembed.report import REPORT
 from fedembed.rundir import open_run_dir
-from grid_helpers import ThreadedGrid, task_identity_here  # noqa: F401  (autouse fixture)
+from inprocess_grid import InProcessGrid
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -45,9 +45,9 @@ class InProcessRuns:
     def __call__(self, config=None, out="runs/default", *, resume=False, overrides=None, progress=True):
         cfg, run_dir = open_run_dir(Path(out), config, overrides, resume)
         self.calls.append((run_dir.name, resume))
-        grid = ThreadedGrid(cfg.partition.num_clients, die_at_round=self.kill.pop(run_dir.name, None))
+        grid = InProcessGrid(cfg.partition.num_clients, workers=8, die_at_round=self.kill.pop(run_dir.name, None))
         try:
-            return server.run(grid, cfg, run_dir, resume=resume, progress=False)
+            return federate(grid, cfg, run_dir, resume=resume, progress=False)
         finally:
             grid.close()
 

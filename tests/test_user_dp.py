@@ -8,20 +8,22 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra.numpy import arrays
 
+from fedembed import compose
 from fedembed import config as config_mod, metrics
+from fedembed.run import federate
 from fedembed.errors import ConfigError
 from fedembed.federation import server
 from fedembed.privacy import params as params_mod
 from fedembed.privacy.sampling import poisson_sample
 from fedembed.privacy.user_dp import CLIP_BIT, CentralGaussian, ClipUpdate, update_norm
 from fedembed.updates import ClientUpdate
-from test_aggregate import InProcessGrid, _task_identity  # noqa: F401  (the fixture is autouse)
+from inprocess_grid import InProcessGrid, tamper_update
 
 
 def _cfg(**over) -> config_mod.Config:
     base = {"privacy.user_level": True, "federation.row_weight": "presence", "partition.num_clients": 100,
             "federation.clients_per_round": 10}
-    return config_mod.load(None, {**base, **over})
+    return compose.load(None, {**base, **over})
 
 
 def _mechanism(rng_seed: int = 0, **over) -> CentralGaussian:
@@ -166,7 +168,7 @@ def test_defaults_are_not_private_and_target_epsilon_derives_z():
 def test_shipped_user_dp_scenario_resolves():
     from pathlib import Path
 
-    cfg = config_mod.load(Path(__file__).parent.parent / "simulations" / "scenarios" / "user_dp.toml")
+    cfg = compose.load(Path(__file__).parent.parent / "simulations" / "scenarios" / "user_dp.toml")
     p = params_mod.resolve(cfg)
     assert p.sample_rate == 0.2 and p.delta == 1e-6 and p.budget == 8.0
     assert p.update_noise_multiplier > p.noise_multiplier > 0.5       # the clip bit took its share
@@ -175,10 +177,10 @@ def test_shipped_user_dp_scenario_resolves():
 # ---- the server loop (in-process grid, no Ray)
 
 def test_private_run_reports_its_guarantee_and_noisy_rounds(tmp_path, write_scenario):
-    cfg = config_mod.load(write_scenario(federation={"rounds": 2, "row_weight": "presence"},
+    cfg = compose.load(write_scenario(federation={"rounds": 2, "row_weight": "presence"},
                                          privacy={"user_level": True, "noise_multiplier": 0.8, "clip": 0.5,
                                                   "adaptive_clip": True, "clip_count_stddev": 1.0}))
-    report = server.run(InProcessGrid(3), cfg, tmp_path / "run", progress=False)
+    report = federate(InProcessGrid(3), cfg, tmp_path / "run", progress=False)
     rows = metrics.read(tmp_path / "run")
     eps = [r["privacy"]["units"]["user"]["epsilon"] for r in rows]
     assert 0 < eps[0] < eps[1] == report["privacy"]["epsilon"]
@@ -190,11 +192,11 @@ def test_private_run_reports_its_guarantee_and_noisy_rounds(tmp_path, write_scen
 
 
 def test_a_round_with_no_client_sampled_is_still_accounted(tmp_path, write_scenario, monkeypatch):
-    cfg = config_mod.load(write_scenario(federation={"rounds": 2, "row_weight": "presence",
+    cfg = compose.load(write_scenario(federation={"rounds": 2, "row_weight": "presence",
                                                      "clients_per_round": 1},
                                          privacy={"user_level": True, "noise_multiplier": 1.0}))
     monkeypatch.setattr(server, "sample_clients", lambda cfg, active, rnd: [] if rnd == 1 else active[:1])
-    report = server.run(InProcessGrid(3), cfg, tmp_path / "run", progress=False)
+    report = federate(InProcessGrid(3), cfg, tmp_path / "run", progress=False)
     rows = metrics.read(tmp_path / "run")
     assert [r["clients"] for r in rows] == [0, 1]
     assert report["privacy"]["rounds"] == 2
@@ -203,18 +205,18 @@ def test_a_round_with_no_client_sampled_is_still_accounted(tmp_path, write_scena
 
 
 def test_server_rejects_a_client_that_does_not_clip(tmp_path, write_scenario):
-    cfg = config_mod.load(write_scenario(federation={"rounds": 1, "row_weight": "presence"},
+    cfg = compose.load(write_scenario(federation={"rounds": 1, "row_weight": "presence"},
                                          privacy={"user_level": True, "noise_multiplier": 1.0, "clip": 0.1}))
 
-    def unclipped(u):
-        u.tables["in_vectors"][0] += 10.0
-        return u
-    server.run(InProcessGrid(3, tamper={1: unclipped}), cfg, tmp_path / "run", progress=False)
+    def unclipped(tables, weights):
+        tables["in_vectors"][0] += 10.0
+        return tables, weights
+    federate(InProcessGrid(3, tamper={1: tamper_update(unclipped)}), cfg, tmp_path / "run", progress=False)
     assert metrics.read(tmp_path / "run")[0]["rejected"] == 1
 
 
 def test_non_private_report_still_has_the_privacy_keys(tmp_path, write_scenario):
-    report = server.run(InProcessGrid(3), config_mod.load(write_scenario(federation={"rounds": 1})),
+    report = federate(InProcessGrid(3), compose.load(write_scenario(federation={"rounds": 1})),
                         tmp_path / "run", progress=False)
     assert report["privacy"]["epsilon"] is None and report["privacy"]["mechanism"] == "none"
     assert {"delta", "unit"} <= set(report["privacy"])
@@ -292,9 +294,9 @@ def test_invalid_public_denominator_settings_are_refused(over, match):
 def test_private_run_with_the_public_denominator(tmp_path, write_scenario):
     priv = {"user_level": True, "noise_multiplier": 0.8, "clip": 0.5}
     fed = {"rounds": 2, "row_weight": "presence"}
-    public = server.run(InProcessGrid(3), config_mod.load(write_scenario(
+    public = federate(InProcessGrid(3), compose.load(write_scenario(
         federation=fed, privacy={**priv, "denominator": "public", "min_share": 0.2})), tmp_path / "a", progress=False)
-    noisy = server.run(InProcessGrid(3), config_mod.load(write_scenario(federation=fed, privacy=priv)),
+    noisy = federate(InProcessGrid(3), compose.load(write_scenario(federation=fed, privacy=priv)),
                        tmp_path / "b", progress=False)
     rows = metrics.read(tmp_path / "a")
     assert all(r["rejected"] == 0 for r in rows)

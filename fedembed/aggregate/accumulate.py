@@ -6,9 +6,31 @@ with an `UpdateError` naming the problem; it never reaches the sums.
 """
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from fedembed.errors import UpdateError
+
+
+class Collector(Protocol):
+    """Where a round's accepted updates go (running sums, or a robust rule's store).
+
+    `sums` / `weights` are what the server divides row by row at the end of the round."""
+    keeps_updates: bool   # holds every update: the server adds a round's updates in partition order
+    adds_rows: bool       # `add_rows` takes a sparse reply in place (no dense copy), same sums as `add`
+    count: int
+
+    def add(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> None: ...
+
+    def add_rows(self, values: dict[str, np.ndarray], weights: dict[str, np.ndarray],
+                 rows: dict[str, np.ndarray]) -> None: ...
+
+    @property
+    def sums(self) -> dict[str, np.ndarray]: ...
+
+    @property
+    def weights(self) -> dict[str, np.ndarray]: ...
 
 
 def validate(tables: dict[str, np.ndarray], weights: dict[str, np.ndarray],
@@ -35,7 +57,19 @@ def _check_weights(name: str, w: np.ndarray) -> None:
         raise UpdateError(f"weights of {name!r} hold NaN, Inf or negative values")
 
 
+def expand_rows(values: dict[str, np.ndarray], weights: dict[str, np.ndarray], rows: dict[str, np.ndarray],
+                shapes: dict[str, tuple[int, ...]]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A sparse reply's rows as dense tables and weights (zeros elsewhere)."""
+    tables = {k: np.zeros(s, dtype=values[k].dtype) for k, s in shapes.items()}
+    dense_w = {k: np.zeros(s[0], dtype=weights[k].dtype) for k, s in shapes.items()}
+    for k in shapes:
+        tables[k][rows[k]] = values[k]
+        dense_w[k][rows[k]] = weights[k]
+    return tables, dense_w
+
+
 class Accumulator:
+    keeps_updates = False
     adds_rows = True   # `add_rows` gives `add`'s sums; a subclass whose `add` transforms the update sets False
 
     def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedembed.aggregate import AGGREGATORS
+from fedembed.aggregate import AGGREGATORS, BaseRule
 
 
 @AGGREGATORS.register("fedavg")
-class FedAvg:
+class FedAvg(BaseRule):
     def __init__(self, cfg) -> None:
         pass
 

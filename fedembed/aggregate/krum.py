@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedembed.aggregate import AGGREGATORS
+from fedembed.aggregate import AGGREGATORS, BaseRule
 from fedembed.aggregate.robust import UpdateCollector, presence_weights
 
 
@@ -49,7 +49,7 @@ class KrumCollector(UpdateCollector):
         return np.einsum("nr,nrd->rd", chosen.astype(np.float64), deltas.astype(np.float64)) / m[:, None]
 
 
-class _KrumRule:
+class _KrumRule(BaseRule):
     composes_with_secagg = False
     secagg_reason = ("Krum scores each update by its distances to the other clients' individual updates; "
                      "secure aggregation reveals only their sum")

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from fedembed.aggregate import AGGREGATORS
+from fedembed.aggregate import AGGREGATORS, BaseRule
 from fedembed.aggregate.robust import UpdateCollector, presence_weights
 
 
@@ -23,7 +23,7 @@ class MedianCollector(UpdateCollector):
 
 
 @AGGREGATORS.register("median")
-class Median:
+class Median(BaseRule):
     composes_with_secagg = False
     secagg_reason = ("the median of a coordinate needs every client's value of it; secure aggregation "
                      "reveals only their sum")

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fedembed.aggregate import AGGREGATORS
-from fedembed.aggregate.accumulate import Accumulator, validate
+from fedembed.aggregate import AGGREGATORS, BaseRule
+from fedembed.aggregate.accumulate import Accumulator, expand_rows, validate
 from fedembed.aggregate.robust import UpdateCollector, presence_weights
 from fedembed.updates import ClientUpdate
 
@@ -73,6 +73,10 @@ class ClipDeltas:
         update.tables = {k: (t * f).astype(np.float32) for k, t in tables.items()}
         return update
 
+    def describe(self) -> str:
+        rows = f"each row to L2 ≤ {self.row_bound:g}, then " if self.row_bound > 0 else ""
+        return f"norm bound (robust rule): {rows}the whole delta to L2 ≤ {self.bound:g}"
+
 
 class NormBoundAccumulator(Accumulator):
     """Fixed C: running sums of clipped Δ and presence (streaming, like the plain mean)."""
@@ -90,6 +94,10 @@ class NormBoundAccumulator(Accumulator):
             self.sums[k] += deltas[k] * f
             self.weights[k] += (np.asarray(weights[k]) > 0).astype(np.float64)
         self.count += 1
+
+    def add_rows(self, values: dict[str, np.ndarray], weights: dict[str, np.ndarray],
+                 rows: dict[str, np.ndarray]) -> None:
+        self.add(*expand_rows(values, weights, rows, self.shapes))
 
 
 class MedianNormCollector(UpdateCollector):
@@ -115,7 +123,7 @@ class MedianNormCollector(UpdateCollector):
 
 
 @AGGREGATORS.register("norm_bound")
-class NormBound:
+class NormBound(BaseRule):
     def __init__(self, cfg) -> None:
         self.bound, self.row_bound = cfg.robust.norm_bound, cfg.robust.row_bound
         self.composes_with_secagg = self.bound > 0
@@ -130,7 +138,7 @@ class NormBound:
         return presence_weights(row_counts)
 
     def client_stages(self) -> list[ClipDeltas]:
-        return [ClipDeltas(self.bound, self.row_bound)]
+        return [ClipDeltas(self.bound, self.row_bound)] if self.bound > 0 or self.row_bound > 0 else []
 
     def collector(self, shapes: dict[str, tuple[int, ...]]):
         if self.bound > 0:

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedembed.aggregate.accumulate import validate
+from fedembed.aggregate.accumulate import expand_rows, validate
 from fedembed.errors import ConfigError, UpdateError
 
 _BLOCK_ELEMS = 1 << 22  # rows per block ≈ this / (clients · dim): bounded temporaries
-
-MEAN_REASON = ("a weighted mean needs only Σ w·Δ and Σ w, which is what secure aggregation "
-               "gives the server")
 
 
 def presence_weights(row_counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -34,6 +31,7 @@ def presence_weights(row_counts: dict[str, np.ndarray]) -> dict[str, np.ndarray]
 class UpdateCollector:
     """Keeps each client's Δ and touched rows; `combine` (one rule) reduces them row by row."""
     keeps_updates = True   # the server adds a round's updates in partition order (ties break the same way)
+    adds_rows = False      # a sparse reply is expanded first
 
     def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
         self.shapes = shapes
@@ -55,6 +53,10 @@ class UpdateCollector:
             self.touched[k].append(touched)
         self.count += 1
         self._result = None
+
+    def add_rows(self, values: dict[str, np.ndarray], weights: dict[str, np.ndarray],
+                 rows: dict[str, np.ndarray]) -> None:
+        self.add(*expand_rows(values, weights, rows, self.shapes))
 
     def combine(self, deltas: np.ndarray, touched: np.ndarray) -> np.ndarray:
         """deltas [n, R, D], touched [n, R] (each row touched by ≥ 1 client) → the rule's [R, D]."""
@@ -93,7 +95,7 @@ def composes_with_secagg(cfg) -> tuple[bool, str]:
     from fedembed.aggregate import make
 
     rule = make(cfg)  # an instance: whether it composes may depend on its parameters (norm_bound)
-    return bool(getattr(rule, "composes_with_secagg", True)), str(getattr(rule, "secagg_reason", MEAN_REASON))
+    return rule.composes_with_secagg, rule.secagg_reason
 
 
 def report(cfg) -> dict[str, object]:
@@ -131,10 +133,3 @@ def check(cfg) -> None:
 
 ROBUST_RULES = ("median", "trimmed_mean", "krum", "multi_krum", "norm_bound")
 
-
-def rule_stages(cfg) -> list:
-    """The selected rule's client stages (norm_bound clips on the client), after `weight_rows`."""
-    from fedembed.aggregate import make
-
-    rule = make(cfg)
-    return list(rule.client_stages()) if hasattr(rule, "client_stages") else []

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedembed.aggregate import AGGREGATORS
+from fedembed.aggregate import AGGREGATORS, BaseRule
 
 
 @AGGREGATORS.register("rowwise")
-class RowWise:
+class RowWise(BaseRule):
     def __init__(self, cfg) -> None:
         self.mode = cfg.federation.row_weight
         self.cap = cfg.federation.max_row_weight

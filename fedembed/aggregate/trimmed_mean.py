@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedembed.aggregate import AGGREGATORS
+from fedembed.aggregate import AGGREGATORS, BaseRule
 from fedembed.aggregate.robust import UpdateCollector, presence_weights
 
 
@@ -29,7 +29,7 @@ class TrimmedMeanCollector(UpdateCollector):
 
 
 @AGGREGATORS.register("trimmed_mean")
-class TrimmedMean:
+class TrimmedMean(BaseRule):
     composes_with_secagg = False
     secagg_reason = ("trimming needs each coordinate's values in order, i.e. every client's value; secure "
                      "aggregation reveals only their sum")

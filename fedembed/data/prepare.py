@@ -9,9 +9,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from fedembed import vocab as vocab_mod
-from fedembed.attacks.privacy.plant import plant as plant_attack_data
 from fedembed.config import DEVICES, Config
 from fedembed.data.corpus import BUILTIN, read_corpus
 from fedembed.data.partition import make as make_partitioner, stats as partition_stats
@@ -36,7 +36,12 @@ def build_vocab(cfg: Config) -> Vocabulary:
     return vocab_mod.from_word_list(Path(v.source), v.min_count, v.max_size)
 
 
-def prepare(cfg: Config, run_dir: Path) -> Prepared:
+# After the shards are written: what a run adds to them (the privacy attacks plant canaries and
+# hold sentences out: fedembed/attacks/privacy/plant.py); it returns the updated manifest.
+Plant = Callable[[Config, Vocabulary, Path, Path, Manifest], Manifest]
+
+
+def prepare(cfg: Config, run_dir: Path, plant: Plant | None = None) -> Prepared:
     """Build (or reuse, when the run directory already has them) the vocabulary and shards."""
     shard_dir = run_dir / "data"
     vocab_path, manifest_path = run_dir / "vocab.tsv", shard_dir / "manifest.json"
@@ -54,7 +59,8 @@ def prepare(cfg: Config, run_dir: Path) -> Prepared:
         manifest.save(manifest_path)
         return Prepared(vocab, manifest, shard_dir)
     manifest = write_shards(cfg, vocab, shard_dir)
-    manifest = plant_attack_data(cfg, vocab, run_dir, shard_dir, manifest)  # canaries, held-out sentences
+    if plant is not None:
+        manifest = plant(cfg, vocab, run_dir, shard_dir, manifest)  # canaries, held-out sentences
     manifest.save(manifest_path)
     return Prepared(vocab, manifest, shard_dir)
 

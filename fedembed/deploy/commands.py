@@ -134,9 +134,9 @@ def _deploy(args: argparse.Namespace) -> int:
         run_config["scenario"] = str(scenario)
     if args.rounds is not None:
         run_config["rounds"] = args.rounds
-    from fedembed import config as config_mod
+    from fedembed import compose
 
-    clients = config_mod.load(run_config.get("scenario")).partition.num_clients
+    clients = compose.load(run_config.get("scenario")).partition.num_clients
     nodes = clients if args.nodes is None else args.nodes
     if nodes != clients:
         raise ConfigError(f"--nodes {nodes} differs from the scenario's partition.num_clients = {clients}: "

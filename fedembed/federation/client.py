@@ -1,32 +1,45 @@
-"""One client's round: load the shard, train locally from the global state, build the update."""
+"""One client's round: load the shard, train locally from the global state, build the update.
+
+Which stages the update then goes through is not decided here: the caller (the ClientApp,
+client/app.py) passes the pipeline the composition root builds (`fedembed.compose.client_stages`).
+"""
 from __future__ import annotations
 
 import dataclasses
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from flwr.app import RecordDict
 
 from fedembed import aggregate, config as config_mod, models, nodelog
+from fedembed.config import Config
 from fedembed.data import device
 from fedembed.data.shards import load_shard, load_units
 from fedembed.federation import behaviour, pool, wire
 from fedembed.federation.wire import TrainInstruction
 from fedembed.privacy import record_params, record_state
 from fedembed.privacy.record_dp import PrivateTraining, Samples
-from fedembed.updates import ClientContext, ClientUpdate, delta, run_pipeline, stages_for
+from fedembed.updates import ClientContext, ClientUpdate, Stage, delta, run_pipeline
+
+Pipeline = Callable[[Config, ClientContext], list[Stage]]   # the stages after the delta, for this client
+
+
+def scenario(ins: TrainInstruction) -> Config:
+    """The round's scenario as sent. The server validated it; a client only parses it (cached)."""
+    return config_mod.parse_json(ins.config_text) if ins.config_text else config_mod.parse(ins.config)
 
 
 def train_round(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: TrainInstruction,
                 partition_id: int, data_path: str | None = None,
-                node_state: RecordDict | None = None) -> ClientUpdate:
+                node_state: RecordDict | None = None, *, pipeline: Pipeline) -> ClientUpdate:
     """`node_state` is the node's persistent state (Flower's `context.state`): record-level DP
     keeps its accountant there between rounds (without it, each round's ε starts from the
-    server's copy in `ins`, or from zero)."""
+    server's copy in `ins`, or from zero). `pipeline`: the update's stages after the delta."""
     t0 = time.perf_counter()
-    cfg = config_mod.from_dict(ins.config)
+    cfg = scenario(ins)
     wait = behaviour.start(cfg, ins.round, partition_id)  # a simulated dropout raises behaviour.Dropped
     torch.set_num_threads(max(1, int(cfg.simulation.num_cpus_per_client)))
     # A device's own shard or raw corpus (tokenized here, fedembed/data/device.py), else the server's shards.
@@ -58,7 +71,7 @@ def train_round(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: T
     nodelog.log_round_memory(ins.round, partition_id, update.metrics["train_seconds"], data_path)  # deployed nodes only
     behaviour.finish(wait)  # a simulated straggler replies late
     ctx = ClientContext(partition_id, ins.round, global_tables, counts, str(shard_dir))
-    return run_pipeline(update, stages_for(cfg, ctx))
+    return run_pipeline(update, pipeline(cfg, ctx))
 
 
 def reply(update: ClientUpdate, ins: TrainInstruction, node_state: RecordDict) -> RecordDict:
@@ -68,7 +81,7 @@ def reply(update: ClientUpdate, ins: TrainInstruction, node_state: RecordDict) -
 
 
 def train_pooled(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: TrainInstruction,
-                 content: RecordDict, node_state: RecordDict) -> RecordDict:
+                 content: RecordDict, node_state: RecordDict, *, pipeline: Pipeline) -> RecordDict:
     """A pool node's round (fedembed/federation/pool.py): each named partition in turn, from
     the same global tables, each with its own record-level state; a simulated dropout fails
     that client only."""
@@ -78,7 +91,7 @@ def train_pooled(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: 
         own = pool.state_of(node_state, p)
         mine = dataclasses.replace(ins, record_dp=wire.parse_record_dp(pool.state_of(content, p)))
         try:
-            update = train_round(global_tables, counts, mine, p, None, own)
+            update = train_round(global_tables, counts, mine, p, None, own, pipeline=pipeline)
         except behaviour.Dropped as exc:
             errors[p] = str(exc)
             continue

@@ -25,25 +25,10 @@ from typing import Any
 
 from flwr.app import ConfigRecord, RecordDict
 
-from fedembed.errors import ConfigError, UpdateError
+from fedembed.errors import UpdateError
 from fedembed.federation import wire
 
 POOL = "pool"
-
-
-def check(cfg) -> None:
-    nodes = cfg.simulation.nodes
-    if nodes > cfg.partition.num_clients:
-        raise ConfigError(f"simulation.nodes ({nodes}) exceeds partition.num_clients "
-                          f"({cfg.partition.num_clients}): a node hosts one or more clients")
-    if nodes and cfg.secagg.enabled:
-        raise ConfigError("simulation.nodes > 0 needs secagg.enabled = false: SecAgg+ keys, shares and "
-                          "masks are per client, so it runs one Flower node per client (simulation.nodes = 0)")
-
-
-def num_nodes(cfg) -> int:
-    """Flower nodes the federation has: the pool, or one per client."""
-    return cfg.simulation.nodes or cfg.partition.num_clients
 
 
 def hosts(partitions: int, node_of_index: dict[int, int]) -> dict[int, int]:

@@ -25,14 +25,15 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
-from dataclasses import dataclass, field
 from typing import Any
 
 from flwr.app import Message, RecordDict
 
 from fedembed.errors import FedembedError
 from fedembed.federation import stream, wire
+from fedembed.federation.accept import ReplySink
+from fedembed.federation.transport import Collected, RoundPlan
+from fedembed.observe import Observation
 from fedembed.privacy.distributed import share_std
 from fedembed.privacy.user_dp import CLIP_BIT
 from fedembed.secagg import messages as msg
@@ -41,24 +42,6 @@ from fedembed.secagg.quantize import Layout
 from fedembed.secagg.server import KeyBook, SecAggAbort, ServerRound
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Session:
-    """What a run's secure rounds carry from one to the next (lives as long as the grid)."""
-    book: KeyBook = field(default_factory=KeyBook)  # each node's channel key
-    ahead: ServerRound | None = None                # the next round, its shares asked for already
-    refused: dict[int, str] = field(default_factory=dict)  # its clients whose share answer failed
-
-
-_SESSIONS: "weakref.WeakKeyDictionary[Any, _Session]" = weakref.WeakKeyDictionary()
-
-
-def session(grid) -> _Session:
-    try:
-        return _SESSIONS.setdefault(grid, _Session())
-    except TypeError:           # a grid that cannot be weakly referenced: nothing outlives the round
-        return _Session()
 
 
 class _Exchange:
@@ -129,91 +112,91 @@ def _size(content: RecordDict) -> int:
     return n
 
 
-def run_round(grid, cfg, state, rnd: int, clients: list[int], nodes: dict[int, int], train_content: RecordDict,
-              shapes: dict[str, tuple[int, ...]], privacy, copies, lr: float,
-              upcoming: list[list[int]] = ()) -> dict[str, Any]:
-    """One secure round; applies the aggregate to `state.tables` unless it aborts. `upcoming`:
-    the next rounds' clients, nearest first, whose keys and shares this round's unmask exchange
-    asks for (`secagg.share_ahead`); empty when there is no next round or it is not known yet."""
-    t0 = time.perf_counter()
-    s = cfg.secagg
-    drops = {st: getattr(s, f"drop_{st}") for st in STAGES}
-    sess = session(grid)
-    book = sess.book
-    ahead, refused, sess.ahead, sess.refused = sess.ahead, sess.refused, None, {}
-    ex = _Exchange(grid, nodes, rnd, cfg.federation.round_timeout or None)
-    base = {"round": rnd, "clients": len(clients), "lr": lr, "train_loss": 0.0, "examples": 0}
-    survivors: set[int] = set()
-    loss_sum = examples = 0.0
-    srv = None
-    try:
-        need = [p for p in clients if p not in book.channel]
-        for p, c in ex("keys", msg.KEYS, {p: _keys_query(cfg, rnd) for p in need}).items():
-            ex.accept("keys", p, book.learn, c)
-        pids = [p for p in clients if p in book.channel]
-        if len(pids) < s.min_clients:
-            raise SecAggAbort(f"round {rnd}: {len(pids)} client(s) have keys, fewer than "
-                              f"secagg.min_clients = {s.min_clients}")
-        params = _params(cfg, len(pids), privacy)
-        adaptive = privacy.user is not None and privacy.user.params.adaptive   # clip bit summed securely
-        layout = Layout(shapes, 1 if adaptive else 0)
-        if ahead is not None and ahead.rnd == rnd and ahead.pids == sorted(pids):
-            srv = ahead
-            srv.retune(params)
-            ex.failures["share"].update(refused)
-            ask = [p for p in pids if p not in srv.u1 and p not in refused]
-        else:
-            srv = ServerRound(pids, book, params, rnd, layout, cfg.seed, drops)
-            ask = pids
-        if ask:
-            for p, c in ex("share", msg.SHARE, {p: srv.share_content(p) for p in ask}).items():
-                ex.accept("share", p, srv.on_share, c)
-        for p, why in ex.failures["share"].items():
-            if "channel key" in why:            # the node lost or changed its key: ask again next round
-                book.channel.pop(p, None)
-        calibrated = len(srv.u1)
-        noise_std = privacy.noise_share_std(calibrated)
-        bit_std = share_std(privacy.user.params.bit_stddev, calibrated) if adaptive else 0.0
-        dither = privacy.user is not None and privacy.distributed
-        contents = {}
-        for p in sorted(srv.u1):
-            content = RecordDict(dict(copies.content_for(p, train_content).items()))
-            content[msg.SECAGG] = srv.mask_record(p, noise_std, dither, bit_std)
-            contents[p] = content
-        for p, c in ex("mask", msg.MASK, contents).items():
-            if not ex.accept("mask", p, lambda p_, c_: srv.add_masked(p_, msg.masked_of(c_)), c):
-                continue
-            m = {k: float(v) for k, v in c.metric_records[wire.METRICS].items()} \
-                if wire.METRICS in c.metric_records else {}
-            privacy.observe(m)
-            copies.observe(p, c)
-            loss_sum += m.get("loss", 0.0) * m.get("examples", 0.0)
-            examples += m.get("examples", 0.0)
-        del contents
-        srv.check_survivors()
-        nxt = _next_round(cfg, book, upcoming[0] if upcoming else None, rnd, layout, privacy, drops) \
-            if s.share_ahead else None
-        keys_for = _keys_ahead(book, upcoming, rnd) if s.share_ahead else {}
-        sess.ahead, sess.refused = nxt, _unmask(ex, srv, nxt, book,
-                                                {p: _keys_query(cfg, r) for p, r in keys_for.items()})
-        t_unmask = time.perf_counter()
-        total, dither_sum = srv.finish(dither)
-        ex.seconds["server_unmask"] = time.perf_counter() - t_unmask
-        survivors = set(srv.u2)
-    except SecAggAbort as exc:
-        log.warning("round %d: secure aggregation aborted, global state unchanged: %s", rnd, exc)
-        privacy.abort_round()
-        return {**base, **_stats(ex, srv, survivors), "event": "secagg_abort", "message": str(exc),
-                "clients_ok": 0, "seconds": time.perf_counter() - t0}
-    sums, weights, extra = srv.quantizer.decode_all(total, dither_sum)
-    if adaptive:
-        privacy.observe({CLIP_BIT: float(extra[0])})     # the noisy sum of the survivors' clip bits
-    deltas = privacy.aggregate_presummed(sums, weights, len(survivors), calibrated)
-    for k, d in deltas.items():
-        state.tables[k] += cfg.federation.server_lr * d
-    return {**base, **_stats(ex, srv, survivors), "clients_ok": len(survivors),
-            "train_loss": loss_sum / max(examples, 1.0), "examples": int(examples),
-            "seconds": time.perf_counter() - t0}
+class SecureTransport:
+    """SecAgg+ rounds; what one round carries to the next (the channel keys it learned, the next
+    round already set up by sharing ahead) lives here, for the run."""
+    name = "secagg+"
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.book = KeyBook()                       # each node's channel key
+        self.ahead: ServerRound | None = None       # the next round, its shares asked for already
+        self.refused: dict[int, str] = {}           # its clients whose share answer failed
+
+    def collect(self, grid, plan: RoundPlan, sink: ReplySink) -> Collected:
+        """One secure round. The sums it returns already carry the clients' noise shares under
+        distributed DP (`noise_in_sums`); an abort returns no sums and says why."""
+        cfg, rnd, clients, privacy = self.cfg, plan.rnd, plan.clients, sink.privacy
+        s = cfg.secagg
+        drops = {st: getattr(s, f"drop_{st}") for st in STAGES}
+        book = self.book
+        ahead, refused, self.ahead, self.refused = self.ahead, self.refused, None, {}
+        ex = _Exchange(grid, plan.nodes, rnd, cfg.federation.round_timeout or None)
+        survivors: set[int] = set()
+        srv = None
+        try:
+            need = [p for p in clients if p not in book.channel]
+            for p, c in ex("keys", msg.KEYS, {p: _keys_query(cfg, rnd) for p in need}).items():
+                ex.accept("keys", p, book.learn, c)
+            pids = [p for p in clients if p in book.channel]
+            if len(pids) < s.min_clients:
+                raise SecAggAbort(f"round {rnd}: {len(pids)} client(s) have keys, fewer than "
+                                  f"secagg.min_clients = {s.min_clients}")
+            params = _params(cfg, len(pids), privacy)
+            adaptive = privacy.user is not None and privacy.user.params.adaptive   # clip bit summed securely
+            layout = Layout(plan.shapes, 1 if adaptive else 0)
+            if ahead is not None and ahead.rnd == rnd and ahead.pids == sorted(pids):
+                srv = ahead
+                srv.retune(params)
+                ex.failures["share"].update(refused)
+                ask = [p for p in pids if p not in srv.u1 and p not in refused]
+            else:
+                srv = ServerRound(pids, book, params, rnd, layout, cfg.seed, drops)
+                ask = pids
+            if ask:
+                for p, c in ex("share", msg.SHARE, {p: srv.share_content(p) for p in ask}).items():
+                    ex.accept("share", p, srv.on_share, c)
+            for p, why in ex.failures["share"].items():
+                if "channel key" in why:            # the node lost or changed its key: ask again next round
+                    book.channel.pop(p, None)
+            calibrated = len(srv.u1)
+            noise_std = privacy.noise_share_std(calibrated)
+            bit_std = share_std(privacy.user.params.bit_stddev, calibrated) if adaptive else 0.0
+            dither = privacy.user is not None and privacy.distributed
+            contents = {}
+            for p in sorted(srv.u1):
+                content = RecordDict(dict(sink.copies.content_for(p, plan.content).items()))
+                content[msg.SECAGG] = srv.mask_record(p, noise_std, dither, bit_std)
+                contents[p] = content
+            for p, c in ex("mask", msg.MASK, contents).items():
+                if not ex.accept("mask", p, lambda p_, c_: srv.add_masked(p_, msg.masked_of(c_)), c):
+                    continue
+                m = {k: float(v) for k, v in c.metric_records[wire.METRICS].items()} \
+                    if wire.METRICS in c.metric_records else {}
+                seen = None
+                if sink.observers:
+                    tables, weights = srv.quantizer.layout.split(msg.masked_of(c))
+                    seen = Observation(tables, weights, srv.p.ring)
+                sink.accept(p, c, m, seen)
+            del contents
+            srv.check_survivors()
+            nxt = _next_round(cfg, book, plan.upcoming[0] if plan.upcoming else None, rnd, layout, privacy, drops) \
+                if s.share_ahead else None
+            keys_for = _keys_ahead(book, plan.upcoming, rnd) if s.share_ahead else {}
+            self.ahead, self.refused = nxt, _unmask(ex, srv, nxt, book,
+                                                    {p: _keys_query(cfg, r) for p, r in keys_for.items()})
+            t_unmask = time.perf_counter()
+            total, dither_sum = srv.finish(dither)
+            ex.seconds["server_unmask"] = time.perf_counter() - t_unmask
+            survivors = set(srv.u2)
+        except SecAggAbort as exc:
+            log.warning("round %d: secure aggregation aborted, global state unchanged: %s", rnd, exc)
+            return Collected(None, None, 0, {**_stats(ex, srv, survivors), "clients_ok": 0}, aborted=str(exc))
+        sums, weights, extra = srv.quantizer.decode_all(total, dither_sum)
+        if adaptive:
+            privacy.observe({CLIP_BIT: float(extra[0])})     # the noisy sum of the survivors' clip bits
+        return Collected(sums, weights, len(survivors), {**_stats(ex, srv, survivors), "clients_ok": len(survivors)},
+                         noise_in_sums=(len(survivors), calibrated))
 
 
 def _next_round(cfg, book: KeyBook, upcoming: list[int] | None, rnd: int, layout: Layout, privacy,

@@ -36,6 +36,7 @@ class TrainInstruction:
     shard_dir: str               # where simulated clients find their shard ("" = node's own data)
     record_dp: dict[str, Any] | None = None  # the node's record-level accountant state, as the server last saw it
     vocab_fingerprint: str = ""  # the server's vocabulary (words and counts): a device checks the one it builds
+    config_text: str = ""        # `config` as it came (JSON): what a client parses, with a cache
 
 
 def arrays(tables: dict[str, np.ndarray]) -> ArrayRecord:
@@ -57,9 +58,10 @@ def train_content(global_record: ArrayRecord, vocab_record: ArrayRecord, ins: Tr
 
 def parse_train(content: RecordDict) -> tuple[dict[str, np.ndarray], np.ndarray, TrainInstruction]:
     c = content.config_records[TRAIN]
+    text = str(c["config"])
     ins = TrainInstruction(int(c["round"]), float(c["lr_start"]), float(c["lr_end"]), int(c["seed"]),
-                           json.loads(str(c["config"])), str(c["shard_dir"]), parse_record_dp(content),
-                           str(c.get("vocab_fingerprint", "")))
+                           json.loads(text), str(c["shard_dir"]), parse_record_dp(content),
+                           str(c.get("vocab_fingerprint", "")), text)
     counts = content.array_records[VOCAB]["counts"].numpy()
     return from_arrays(content.array_records[GLOBAL]), counts, ins
 

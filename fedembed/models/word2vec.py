@@ -1,12 +1,18 @@
-"""The word2vec state shared by SGNS and CBOW: `in_vectors` and `out_vectors` [V, D]."""
+"""The word2vec state shared by SGNS and CBOW: `in_vectors` and `out_vectors` [V, D].
+
+torch and the trainers are imported when a client trains, not when the family is looked up:
+validating a scenario (which checks `model.family` against the registry) must stay light.
+"""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from fedembed.models import LocalResult
-from fedembed.privacy.record_dp import DPWord2VecTrainer, PrivateTraining
-from fedembed.train.word2vec import Word2VecParams, Word2VecTrainer
+
+if TYPE_CHECKING:
+    from fedembed.privacy.record_dp import PrivateTraining
 
 
 class Word2VecFamily:
@@ -14,6 +20,8 @@ class Word2VecFamily:
     sg = True
 
     def __init__(self, cfg) -> None:
+        from fedembed.train.word2vec import Word2VecParams
+
         m, t = cfg.model, cfg.train
         self.dim = m.dim
         self.params = Word2VecParams(sg=self.sg, window=m.window, negative=m.negative, sample=m.sample,
@@ -35,6 +43,11 @@ class Word2VecFamily:
         row weights sent with the update must not depend on the data, or they would
         publish, unnoised, which words the client's text contains.
         """
+        import torch
+
+        from fedembed.train.word2vec import Word2VecTrainer
+        from fedembed.train.word2vec_dp import DPWord2VecTrainer
+
         w_in = torch.tensor(tables["in_vectors"], dtype=torch.float32)
         w_out = torch.tensor(tables["out_vectors"], dtype=torch.float32)
         if private is None:

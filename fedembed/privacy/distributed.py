@@ -33,7 +33,31 @@ import math
 
 import numpy as np
 
+from fedembed.updates import ClientUpdate
+
 MECHANISM = "distributed-gaussian"
+
+
+class NoiseShare:
+    """Client stage, after the range clip and before quantization: this client's share of the
+    round's Gaussian noise, N(0, σ²/m) on every table and weight value and N(0, σ_b²/m) on the
+    extra values (the adaptive-clipping bit), on the flat vector (fedembed/secagg/stages.py)."""
+
+    def __init__(self, std: float, bit_std: float, weight_end: int, rng: np.random.Generator | None = None) -> None:
+        self.std, self.bit_std, self.end, self.rng = std, bit_std, weight_end, rng
+
+    def __call__(self, update: ClientUpdate) -> ClientUpdate:
+        x, end = update.vector, self.end
+        rng = self.rng or np.random.default_rng()
+        if self.std > 0:
+            x[:end] += rng.normal(0.0, self.std, end)
+        if self.bit_std > 0 and end < x.size:
+            x[end:] += rng.normal(0.0, self.bit_std, x.size - end)
+        return update
+
+    def describe(self) -> str:
+        bit = f", N(0, {self.bit_std:.4g}²) on the clip bit" if self.bit_std > 0 else ""
+        return f"noise share (distributed DP): N(0, {self.std:.4g}²) on every value{bit}"
 
 
 def share_std(noise_std: float, calibrated_for: int) -> float:
@@ -51,7 +75,7 @@ class _Presummed:
     division and thresholds (so it follows that class), no noise added by the server."""
 
     def __init__(self, user, noise_std: float) -> None:
-        self.params, self.denominator, self.noise_std = user.params, getattr(user, "denominator", None), noise_std
+        self.params, self.denominator, self.noise_std = user.params, user.denominator, noise_std
 
     def add_noise(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {k: np.asarray(a, dtype=np.float64) for k, a in arrays.items()}

@@ -1,7 +1,7 @@
 """User-level DP's numbers, resolved from the scenario — and refused, before any training, when wrong.
 
-`check` runs inside `config.validate` (cheap checks only: it also runs on every client each
-round); `resolve` runs once when the server starts and may search for the noise multiplier
+`check` runs when the composition root validates a scenario (fedembed/compose.py: cheap
+checks only, before anything else); `resolve` runs once when the server starts and may search for the noise multiplier
 that meets `privacy.target_epsilon`.
 """
 from __future__ import annotations
@@ -43,13 +43,14 @@ def delta(cfg) -> float:
     return cfg.privacy.delta or cfg.partition.num_clients ** -1.1
 
 
-def _bit_stddev(cfg) -> float:
+def bit_stddev(cfg) -> float:
+    """σ_b, the noise std on the sum of the centred clip bits (adaptive clipping)."""
     expected = sample_rate(cfg) * cfg.partition.num_clients
     return cfg.privacy.clip_count_stddev or expected / 20.0  # Andrew et al. 2021's default, m/20
 
 
 def _check_adaptive_noise(cfg, z: float) -> None:
-    sb = _bit_stddev(cfg)
+    sb = bit_stddev(cfg)
     if cfg.privacy.adaptive_clip and z > 0 and z >= 2 * sb:
         raise ConfigError(
             f"privacy.adaptive_clip: noise_multiplier {z:.4g} must be below 2·clip_count_stddev = {2 * sb:.4g} "
@@ -58,7 +59,7 @@ def _check_adaptive_noise(cfg, z: float) -> None:
 
 
 def check(cfg) -> None:
-    """Cross-field checks of [privacy]; ranges and choices are checked by config.validate."""
+    """Cross-field checks of [privacy]; ranges and choices are checked by config.check."""
     p, n = cfg.privacy, cfg.partition.num_clients
     if not p.user_level:
         for key, on in (("noise_multiplier", p.noise_multiplier > 0), ("target_epsilon", p.target_epsilon > 0),
@@ -114,7 +115,7 @@ def resolve(cfg, noise_multiplier: float | None = None) -> UserLevel | None:
     if p.adaptive_clip and z > 0:
         from flwr.supercore.differential_privacy import compute_adaptive_noise_params
 
-        bit_sd, z_update = compute_adaptive_noise_params(z, q * cfg.partition.num_clients, _bit_stddev(cfg))
+        bit_sd, z_update = compute_adaptive_noise_params(z, q * cfg.partition.num_clients, bit_stddev(cfg))
     return UserLevel(noise_multiplier=z, sample_rate=q, delta=d, clip=p.clip,
                      expected_clients=q * cfg.partition.num_clients, update_noise_multiplier=float(z_update),
                      bit_stddev=float(bit_sd), weight_scale=p.weight_scale, min_weight=p.min_weight,

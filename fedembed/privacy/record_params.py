@@ -1,6 +1,6 @@
 """Record-level DP-SGD's numbers (`[privacy.record]`): checked with the scenario, resolved per client.
 
-`check` runs inside `config.validate`, so a wrong combination is refused before any
+`check` runs when the composition root validates a scenario, so a wrong combination is refused before any
 training. `resolve` runs on the client, because the sampling rate q = expected_batch / n
 depends on how many samples (sentences or documents) that client holds, and so does the
 noise multiplier derived from a target ε. As in Opacus, n is treated as public.

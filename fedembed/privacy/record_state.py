@@ -6,15 +6,13 @@ its first. The accountant's state (Opacus' `state_dict()`: mechanism and the his
 and restored before the next round's steps are added; it also travels to the server in the
 reply, so the server's ledger can checkpoint it and send it back to a client that starts
 afresh after `--resume`. Of two states (the node's and the server's), the one with more
-steps wins: a client never forgets steps it has taken.
+steps wins: a client never forgets steps it has taken. (The server's copies of these states,
+and how they travel in messages, are fedembed/federation/record_copies.py.)
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flwr.app import RecordDict
-
-from fedembed.federation.wire import parse_record_dp, with_record_dp
 from fedembed.privacy.record_params import DPSGDParams
 
 if TYPE_CHECKING:  # opacus takes seconds to import: only a client with DP on pays for it
@@ -70,29 +68,3 @@ def metrics(acc: IAccountant, params: DPSGDParams) -> dict[str, float]:
             "dp_record_noise_multiplier": params.noise_multiplier, "dp_record_sample_rate": params.sample_rate,
             "dp_record_clip": params.clip, "dp_record_steps": float(sum(s for _, _, s in acc.history))}
 
-
-class ServerCopies:
-    """The server's copy of each client's accountant state, by partition id.
-
-    Taken from every reply, saved in the checkpoint's `extra`, and sent back (in the train
-    message) to the client, whose own copy in `context.state` does not outlive its process:
-    after `--resume` the clients' ε continues instead of restarting at zero.
-    """
-    KEY = "record_dp_states"
-
-    def __init__(self, extra: dict[str, Any] | None = None) -> None:
-        self.states: dict[int, State] = {int(k): v for k, v in (extra or {}).get(self.KEY, {}).items()}
-
-    def observe(self, partition: int, reply: RecordDict) -> None:
-        state = parse_record_dp(reply)
-        if state is not None:
-            self.states[partition] = latest(state, self.states.get(partition))  # type: ignore[assignment]
-
-    def content_for(self, partition: int, content: RecordDict) -> RecordDict:
-        """The train message for one client: `content` plus that client's state, when there is one."""
-        state = self.states.get(partition)
-        return with_record_dp(content, state) if state is not None else content
-
-    def save(self, extra: dict[str, Any]) -> None:
-        if self.states:
-            extra[self.KEY] = {str(k): v for k, v in self.states.items()}

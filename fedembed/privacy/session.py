@@ -1,7 +1,8 @@
 """The server's privacy state for one run: the user-level mechanism plus the ledger.
 
 The round loop (fedembed/federation/server.py) calls these hooks in order — budget check,
-the round's client config, a check of each reply, the aggregate, the round's ledger entry —
+the round's client config, a check of each reply, the release of the round's sum, the round's
+ledger entry —
 and never needs to know which mechanism is on; with privacy off they reduce to the plain
 row-wise mean and a ledger with no units. Both pieces live in the checkpoint's `extra`:
 "privacy" (the ledger) and "user_dp" (the resolved noise multiplier and the current C).
@@ -76,25 +77,24 @@ class PrivacySession:
             eps, delta = float(metrics[RECORD_EPSILON]), float(metrics.get(RECORD_DELTA, 0.0))
             self._record = (max(eps, self._record[0]), delta) if self._record else (eps, delta)
 
-    def aggregate(self, sums: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The round's row-wise mean: noisy under user-level DP (also when no client was sampled)."""
-        if self.user is None:
-            return divide_rows(sums, weights)
-        deltas = self.user.noisy_mean(sums, weights)
-        self.user.adapt(self._bits)
-        return deltas
-
     def noise_share_std(self, calibrated_for: int) -> float:
         """Distributed DP: the noise std each of `calibrated_for` clients adds before masking (else 0)."""
         if self.user is None or not self.distributed:
             return 0.0
         return distributed.share_std(self.user.noise_std, calibrated_for)
 
-    def aggregate_presummed(self, sums: dict[str, np.ndarray], weights: dict[str, np.ndarray], survivors: int,
-                            calibrated_for: int) -> dict[str, np.ndarray]:
-        """Secure aggregation's sums, which already carry the `survivors` clients' noise shares."""
+    def release(self, sums: dict[str, np.ndarray], weights: dict[str, np.ndarray],
+                noise_in_sums: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+        """The round's row-wise mean, as released: noisy under user-level DP (also when no client
+        was sampled). `noise_in_sums` = (survivors, calibrated for) when the clients' noise shares
+        are already in the sums (SecAgg+ with distributed DP); otherwise a trusted server adds it."""
         if self.user is None:
             return divide_rows(sums, weights)
+        if noise_in_sums is None:
+            deltas = self.user.noisy_mean(sums, weights)
+            self.user.adapt(self._bits)
+            return deltas
+        survivors, calibrated_for = noise_in_sums
         self._spend = distributed.effective_multiplier(self.user.params.noise_multiplier, survivors, calibrated_for)
         deltas = distributed.noisy_mean(self.user, sums, weights, survivors, calibrated_for)
         distributed.adapt(self.user, self._bits)   # the bit sum carries the clients' noise already

@@ -83,6 +83,11 @@ class ClipUpdate:
             update.metrics[CLIP_BIT] = 0.5 if norm <= self.clip else -0.5
         return update
 
+    def describe(self) -> str:
+        what = f"the delta and β·weights (β = {self.weight_scale:g})" if self.send_weights else "the delta"
+        bit = "; the clip bit for adaptive clipping" if self.send_bit else ""
+        return f"clip (user-level DP): {what} jointly to L2 ≤ C = {self.clip:.4g}{bit}"
+
 
 def client_stages(cfg) -> list[ClipUpdate]:
     """The client-side stages of user-level DP; `privacy.clip` is this round's C (the server sets it)."""

@@ -11,10 +11,13 @@ per-row weights, one vector), never one client's. Pieces, one job each:
 - `keys`: X25519 key agreement, HKDF-SHA256, AES-GCM for the shares in transit.
 - `graph`: the sparse (Harary) neighbour graph: each client shares with k neighbours.
 - `params`: the round's protocol parameters, resolved and checked from `[secagg]`.
-- `messages`: what each stage's messages carry; `handlers`: the ClientApp's four handlers.
+- `messages`: what each stage's messages carry.
 - `client`, `server`: the two sides of the three-stage protocol (share keys, train + mask,
   unmask); `fedembed.federation.secure_round` drives it over Flower's Grid, by default with
-  the next round's share stage riding this round's unmask exchange (`secagg.share_ahead`).
+  the next round's share stage riding this round's unmask exchange (`secagg.share_ahead`);
+  `fedembed.federation.secure_client` holds the ClientApp's four handlers.
+- `stages`: the client's last update stages (flatten, range clip, quantize, mask), which the
+  composition root (fedembed/compose.py) puts at the end of the update pipeline.
 
 With user-level DP on, clients add the noise in shares before masking
 (fedembed/privacy/distributed.py). Threat model: an honest-but-curious server and clients

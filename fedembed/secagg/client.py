@@ -5,9 +5,10 @@ Stage by stage (fedembed.secagg.messages names the records):
   share   make this round's mask key pair s and self-mask seed b; Shamir-share both among the
           node's holders (its neighbours and itself) with threshold t, each share pair sealed
           for its holder; send the mask public key and the sealed shares.
-  mask    open the shares addressed to this node and keep them; train; clip, (noise share,)
-          quantize; add the self mask PRG(b) and, for every peer v that completed `share`,
-          ±PRG(X25519(s_u, s_v)) (+ if u < v); send only that vector.
+  mask    open the shares addressed to this node and keep them; train, and run the update
+          through its pipeline, whose last stages (fedembed/secagg/stages.py) flatten, clip to
+          the ranges, (add the noise share,) quantize and add the self mask PRG(b) and, for every
+          peer v that completed `share`, ±PRG(X25519(s_u, s_v)) (+ if u < v); send only that vector.
   unmask  for each peer the server says survived, its self-mask share; for each peer it says
           dropped, its mask-key share — never both for one peer, and nothing if fewer than t
           peers survived (the server could otherwise learn a lone update). An unmask message
@@ -17,15 +18,15 @@ Stage by stage (fedembed.secagg.messages names the records):
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 from flwr.app import ConfigRecord, RecordDict
 
 from fedembed.errors import FedembedError
-from fedembed.privacy.user_dp import CLIP_BIT
 from fedembed.secagg import keys, messages as msg, shamir
-from fedembed.secagg.prg import Expander, derive_key
+from fedembed.secagg.prg import derive_key
 from fedembed.secagg.quantize import Layout, Quantizer
 from fedembed.updates import ClientUpdate
 
@@ -119,25 +120,46 @@ def quantizer(c: ConfigRecord, shapes: dict[str, tuple[int, ...]]) -> Quantizer:
                      float(c["weight_range"]), int(c["ring"]), float(c.get("extra_range", 1.0)))
 
 
-def mask(x: np.ndarray, c: ConfigRecord, st: ConfigRecord, q: Quantizer, pid: int,
-         rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
-    """Clip, add the noise share, quantize and mask the flat update `x` (consumed).
+@dataclass
+class MaskContext:
+    """What this client's mask stage was told and holds for the round: the server's mask record
+    (ranges, bits, peers and their mask keys, noise share) and the round's own secrets. The
+    composition root builds the transport's stages from it (fedembed/secagg/stages.py)."""
+    pid: int
+    record: ConfigRecord
+    secrets: ConfigRecord
+    rng: np.random.Generator | None = None
 
-    Returns the masked vector and how many values were clipped to the range."""
-    nonce, b, s_sk = bytes(st["nonce"]), bytes(st["b"]), bytes(st["s_sk"])
-    rng = rng or np.random.default_rng()
-    clipped = q.clip(x)
-    std, bit_std, end = float(c.get("noise_std", 0.0)), float(c.get("bit_noise_std", 0.0)), q.layout.weight_end
-    if std > 0:
-        x[:end] += rng.normal(0.0, std, end)
-    if bit_std > 0 and end < x.size:
-        x[end:] += rng.normal(0.0, bit_std, x.size - end)
-    y = q.encode(x, dither_key(b, nonce) if bool(c.get("dither", False)) else None, rng)
-    ex = Expander()
-    ex.add(y, self_mask_key(b, nonce))
-    for peer, s_pk in zip(msg.ints(c, "peers"), msg.blobs(c, "peer_keys")):
-        ex.add(y, pair_mask_key(s_sk, s_pk, nonce), 1 if pid < peer else -1)
-    return y, clipped
+    def quantizer(self, shapes: dict[str, tuple[int, ...]]) -> Quantizer:
+        return quantizer(self.record, shapes)
+
+    @property
+    def nonce(self) -> bytes:
+        return bytes(self.secrets["nonce"])
+
+    @property
+    def dither(self) -> bool:
+        return bool(self.record.get("dither", False))
+
+    @property
+    def dither_key(self) -> bytes | None:
+        return dither_key(bytes(self.secrets["b"]), self.nonce) if self.dither else None
+
+    @property
+    def noise_std(self) -> float:
+        return float(self.record.get("noise_std", 0.0))
+
+    @property
+    def bit_noise_std(self) -> float:
+        return float(self.record.get("bit_noise_std", 0.0))
+
+    def masks(self) -> list[tuple[bytes, int]]:
+        """(key, sign) of every mask this client adds: its self mask, then ±PRG(s_uv) per peer (+ if u < v)."""
+        nonce, s_sk = self.nonce, bytes(self.secrets["s_sk"])
+        out = [(self_mask_key(bytes(self.secrets["b"]), nonce), 1)]
+        for peer, s_pk in zip(msg.ints(self.record, "peers"), msg.blobs(self.record, "peer_keys")):
+            out.append((pair_mask_key(s_sk, s_pk, nonce), 1 if self.pid < peer else -1))
+        return out
 
 
 def on_unmask(content: RecordDict, state: RecordDict, pid: int) -> RecordDict:
@@ -179,11 +201,12 @@ def share_ahead(request: ConfigRecord, state: RecordDict, pid: int) -> ConfigRec
         return ConfigRecord({msg.NEXT_ERROR: f"malformed share request: {exc!r}"})
 
 
-def on_mask(content: RecordDict, state: RecordDict, pid: int, train: Callable[[RecordDict], ClientUpdate],
-            rng: np.random.Generator | None = None) -> tuple[np.ndarray, dict[str, float]]:
-    """Open the shares, train (`train` gives the update from this message), then quantize and mask.
-
-    Returns the masked vector and the reply's plain metrics."""
+def on_mask(content: RecordDict, state: RecordDict, pid: int,
+            train: Callable[[RecordDict, MaskContext], ClientUpdate],
+            rng: np.random.Generator | None = None) -> ClientUpdate:
+    """Open the shares, then train: `train` gives the update from this message, run through the
+    whole pipeline the composition root built for this mask context (its last stages noise,
+    quantize and mask it), so the returned update's `vector` is what goes to the server."""
     c = msg.get(content)
     maybe_drop(c, "mask", pid)
     st = round_state(state, int(c["round"]), pid)
@@ -191,15 +214,7 @@ def on_mask(content: RecordDict, state: RecordDict, pid: int, train: Callable[[R
     if own is None:
         raise SecAggClientError(f"client {pid} lost its channel key during the round")
     open_shares(c, st, bytes(own["c_sk"]), pid)
-    update = train(content)
-    q = quantizer(c, {k: v.shape for k, v in update.tables.items()})
-    metrics = dict(update.metrics)
-    extra = None
-    if q.layout.extra:           # adaptive clipping: the clip bit is summed under the masks, not sent
-        if CLIP_BIT not in metrics:
-            raise SecAggClientError(f"client {pid}: adaptive clipping is on but the update has no clip bit")
-        extra = np.array([metrics.pop(CLIP_BIT)])
-    y, clipped = mask(q.layout.flatten(update.tables, update.weights, extra), c, st, q, pid, rng)
-    if not bool(c.get("dither", False)):       # under DP only the noised sum may depend on the data
-        metrics["secagg_clipped"] = float(clipped)
-    return y, metrics
+    update = train(content, MaskContext(pid, c, st, rng))
+    if update.vector is None:
+        raise SecAggClientError(f"client {pid}: the update pipeline did not produce a masked vector")
+    return update

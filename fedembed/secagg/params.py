@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from fedembed.errors import ConfigError
+from fedembed.privacy.params import bit_stddev
 from fedembed.secagg import graph
 from fedembed.secagg.quantize import ring_bits
 
@@ -73,11 +74,7 @@ def noise_levels(cfg, clip: float | None = None) -> float:
     z = cfg.privacy.noise_multiplier or (cfg.privacy.target_epsilon and 50.0) or 0.0  # target ε: assume z ≤ 50
     c = clip if clip is not None else cfg.privacy.clip
     levels = 2 ** (bits(cfg) - 1) - 1
-    bit_sd = 0.0
-    if cfg.privacy.adaptive_clip:   # the clip bit's noise, in the ±1 range of the extra value
-        from fedembed.privacy.params import sample_rate
-
-        bit_sd = cfg.privacy.clip_count_stddev or sample_rate(cfg) * cfg.partition.num_clients / 20.0
+    bit_sd = bit_stddev(cfg) if cfg.privacy.adaptive_clip else 0.0   # the clip bit's noise, in the ±1 range
     return max(z * c * levels / min(ranges(cfg, clip)), bit_sd * levels)
 
 
@@ -101,7 +98,7 @@ def for_round(cfg, n: int, clip: float | None = None) -> RoundParams:
 
 
 def check(cfg) -> None:
-    """Cross-field checks of [secagg] (cheap: runs in config.validate, on every client too)."""
+    """Cross-field checks of [secagg] (cheap: the composition root runs it before anything else)."""
     s = cfg.secagg
     if not s.enabled:
         return
@@ -125,3 +122,20 @@ def check(cfg) -> None:
     if ring_bits(bits(cfg), cfg.partition.num_clients, noise_levels(cfg)) is None:
         raise ConfigError(f"secagg.bits = {bits(cfg)} with {cfg.partition.num_clients} clients overflows a "
                           f"64-bit ring; lower secagg.bits")
+
+
+def describe_client(cfg, n: int, user=None) -> list[str]:
+    """The SecAgg+ stages' lines for a round of `n` clients (`user`: the resolved user-level
+    mechanism, when its z is known before the run)."""
+    p = for_round(cfg, n, user.clip if user is not None else None)
+    t_range, w_range = p.table_range, p.weight_range
+    lines = ["flatten: the tables, their per-row weights" + (" and the clip bit" if cfg.privacy.adaptive_clip else "")
+             + " as one vector", f"range clip: tables to ±{t_range:g}, weights to ±{w_range:g}"]
+    if cfg.privacy.user_level:
+        z = f" with z = {user.noise_multiplier:.4g}" if user is not None else ""
+        lines.append(f"noise share (distributed DP): N(0, (z·C)²/m) on every value{z}, "
+                     f"m = the round's clients that shared keys")
+    dither = "subtractively dithered" if cfg.privacy.user_level else "stochastic rounding"
+    lines += [f"quantize: {p.bits} bits, {dither}, into Z_2^{p.ring}",
+              f"mask (SecAgg+): self mask + pairwise masks with k = {p.degree} neighbours, threshold t = {p.threshold}"]
+    return lines

@@ -4,7 +4,7 @@ Which partitions are malicious is fixed for the whole run and drawn from the sce
 (`malicious_partitions`), so each client decides from its own partition id whether it attacks;
 the server is not told. An attack is a client stage `ClientUpdate -> ClientUpdate` that runs on
 the trained delta Δ and the rule's per-row weights before `weight_rows` and the protocol's other
-stages (fedembed.updates.stages_for): the attacker crafts what it sends but still speaks the
+stages (fedembed.compose.client_stages): the attacker crafts what it sends but still speaks the
 protocol, so its update is masked under secure aggregation and clipped where clipping happens
 on the client. That is the optimistic case for client-side defences (see norm_bound.py).
 """
@@ -37,6 +37,25 @@ def boost(cfg) -> float:
     if cfg.adversary.scale > 0:
         return float(cfg.adversary.scale)
     return cfg.partition.num_clients / max(1, len(malicious_partitions(cfg)))
+
+
+class Attack:
+    """What every attack stage shares: the line `--dry-run` prints for it."""
+    what = ""          # one phrase: what the malicious client sends instead of its honest update
+
+    def __init__(self, cfg, ctx) -> None:
+        self.cfg, self.ctx = cfg, ctx
+
+    def describe(self) -> str:
+        return describe(self.cfg) or ""
+
+
+def describe(cfg) -> str | None:
+    """The adversary stage's line for a scenario (None when no client is malicious)."""
+    if cfg.adversary.attack == NONE or not malicious_partitions(cfg):
+        return None
+    return (f"adversary {cfg.adversary.attack!r} (simulation only; {len(malicious_partitions(cfg))} of "
+            f"{cfg.partition.num_clients} clients): {ADVERSARIES.get(cfg.adversary.attack).what}")
 
 
 def stages(cfg, ctx) -> list:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedembed.attacks.adversaries import ADVERSARIES
+from fedembed.attacks.adversaries import ADVERSARIES, Attack
 from fedembed.updates import ClientUpdate
 
 _STREAM = 0x6A55
@@ -26,8 +26,11 @@ def noise_like(update: ClientUpdate, std: float, rng: np.random.Generator) -> di
 
 
 @ADVERSARIES.register("gaussian_noise")
-class GaussianNoise:
+class GaussianNoise(Attack):
+    what = "a random N(0, noise_std²) delta on every row instead of the trained one"
+
     def __init__(self, cfg, ctx) -> None:
+        super().__init__(cfg, ctx)
         self.std = cfg.adversary.noise_std
         self.rng = np.random.default_rng([cfg.seed, _STREAM, ctx.round, ctx.partition_id])
 

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedembed.attacks.adversaries import ADVERSARIES, boost
+from fedembed.attacks.adversaries import ADVERSARIES, Attack, boost
 from fedembed.updates import ClientUpdate
 
 
 @ADVERSARIES.register("sign_flip")
-class SignFlip:
+class SignFlip(Attack):
+    what = "its trained delta times −adversary.scale"
+
     def __init__(self, cfg, ctx) -> None:
+        super().__init__(cfg, ctx)
         self.factor = -boost(cfg)
 
     def __call__(self, update: ClientUpdate) -> ClientUpdate:

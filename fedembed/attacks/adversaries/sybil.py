@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from fedembed import aggregate
-from fedembed.attacks.adversaries import ADVERSARIES, boost
+from fedembed.attacks.adversaries import ADVERSARIES, Attack, boost
 from fedembed.attacks.adversaries.targets import POISONED, poisoned_row
 from fedembed.updates import ClientUpdate
 
@@ -21,9 +21,11 @@ _STREAM = 0x5B11
 
 
 @ADVERSARIES.register("sybil")
-class Sybil:
+class Sybil(Attack):
+    what = "one crafted update, identical from every malicious identity"
+
     def __init__(self, cfg, ctx) -> None:
-        self.cfg, self.ctx = cfg, ctx
+        super().__init__(cfg, ctx)
 
     def typical_weights(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """The rule's weights for a client holding an average share of the public counts of `rows`."""

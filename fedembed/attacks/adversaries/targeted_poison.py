@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedembed.attacks.adversaries import ADVERSARIES, boost
+from fedembed.attacks.adversaries import ADVERSARIES, Attack, boost
 from fedembed.attacks.adversaries.targets import POISONED, poisoned_row
 from fedembed.updates import ClientUpdate
 
 
 @ADVERSARIES.register("targeted_poison")
-class TargetedPoison:
+class TargetedPoison(Attack):
+    what = "a boosted delta moving adversary.target toward adversary.toward"
+
     def __init__(self, cfg, ctx) -> None:
+        super().__init__(cfg, ctx)
         self.row, self.delta = poisoned_row(cfg, ctx, boost(cfg))
 
     def __call__(self, update: ClientUpdate) -> ClientUpdate:

@@ -1,6 +1,6 @@
 """Run the privacy attacks a scenario turns on; their figures go in report.json's `privacy_attacks`.
 
-Called by fedembed/report.py. Next to the attacks' own figures, `empirical_epsilon` puts
+Called by fedembed/report.py, at the end of a run. Next to the attacks' own figures, `empirical_epsilon` puts
 the strongest empirical ε lower bound beside the ε the ledger claims (report["privacy"]).
 A game counts toward that comparison only when one trial changes at most one unit of the
 ledger's privacy: a planted canary repeated R times is R records, so under record-level
@@ -12,8 +12,9 @@ import logging
 import time
 from typing import Any
 
-from fedembed.attacks.privacy import PRIVACY_ATTACKS, AttackContext
+from fedembed.attacks.privacy import PRIVACY_ATTACKS, AttackContext, FirstRound, UpdateViews
 from fedembed.attacks.privacy.params import enabled
+from fedembed.observe import Observation
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +41,27 @@ def empirical_summary(figures: dict[str, Any], details: dict[str, Any],
             {"ledger_unit": unit, "delta": privacy.get("delta"), "confidence": confidence, "games": games})
 
 
-def run_attacks(cfg, run_dir, prep, tables, privacy: dict[str, Any]) -> dict[str, Any]:
+def observers(cfg) -> list[FirstRound]:
+    """The observers the enabled attacks need during the run (vocabulary inference: the target's
+    round-1 reply as the server received it)."""
+    if "vocab_inference" not in enabled(cfg):
+        return []
+    return [FirstRound({cfg.privacy_attacks.target_client})]
+
+
+def run_attacks(cfg, run_dir, prep, tables, privacy: dict[str, Any], views: UpdateViews | None = None,
+                watched: list[FirstRound] = ()) -> dict[str, Any]:
     """report.json's `privacy_attacks` (the attacks' success figures, which the harness plots) and
-    `privacy_attacks_details` (counts, settings, per-canary exposures); {} when no attack is on."""
+    `privacy_attacks_details` (counts, settings, per-canary exposures); {} when no attack is on.
+    `watched`: the observers `observers` returned, after the run."""
     names = enabled(cfg)
     if not names:
         return {}
     _register()
-    ctx = AttackContext(cfg, run_dir, prep, tables, privacy)
+    seen: dict[tuple[int, int], Observation] = {}
+    for w in watched:
+        seen.update(w.seen)
+    ctx = AttackContext(cfg, run_dir, prep, tables, privacy, views, seen)
     figures: dict[str, Any] = {}
     details: dict[str, Any] = {}
     for name in names:

@@ -1,4 +1,4 @@
-"""`[privacy_attacks]`, checked with the scenario before anything runs (config.validate calls `check`)."""
+"""`[privacy_attacks]`, checked with the scenario before anything runs (the composition root, fedembed/compose.py, calls `check`)."""
 from __future__ import annotations
 
 from fedembed.errors import ConfigError

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from fedembed.attacks.privacy import PRIVACY_ATTACKS, AttackContext
-from fedembed.attacks.privacy.observe import Observation, masked, plaintext
+from fedembed.attacks.privacy.observe import plain_and_masked
 from fedembed.attacks.privacy.roc import auc
 from fedembed.data.shards import load_shard
+from fedembed.observe import Observation
 
 TABLE = "in_vectors"
 
@@ -66,8 +67,7 @@ def words_used(shard_dir, client: int, vocab_size: int) -> np.ndarray:
 def run(ctx: AttackContext) -> dict[str, Any]:
     client = ctx.cfg.privacy_attacks.target_client
     used = words_used(ctx.prep.shard_dir, client, len(ctx.prep.vocab))
-    plain = plaintext(ctx, client)
-    view, source = masked(plain, ctx.cfg, client, np.random.default_rng([ctx.cfg.seed, client]))
+    plain, view, sources = plain_and_masked(ctx, client)
     return {"figures": {"plain": attack(plain, used), "masked": attack(view, used)},
-            "details": {"target_client": client, "round": 1, "mask": source, "table": TABLE,
-                        "plain": counts(plain, used), "masked": counts(view, used)}}
+            "details": {"target_client": client, "round": 1, "mask": sources["masked"], "source": sources,
+                        "table": TABLE, "plain": counts(plain, used), "masked": counts(view, used)}}

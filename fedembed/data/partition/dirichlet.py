@@ -13,16 +13,15 @@ import numpy as np
 
 from fedembed.config import Config
 from fedembed.data.corpus import Document
-from fedembed.data.partition import PARTITIONERS, labels
+from fedembed.data.partition import PARTITIONERS, BasePartitioner, labels
 
 log = logging.getLogger(__name__)
 _RETRIES = 100
 
 
 @PARTITIONERS.register("dirichlet")
-class DirichletPartitioner:
+class DirichletPartitioner(BasePartitioner):
     needs_units = True
-    takes_config = True
 
     def __init__(self, num_clients: int, seed: int, cfg: Config | None = None) -> None:
         cfg = cfg or Config()

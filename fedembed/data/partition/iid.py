@@ -4,21 +4,18 @@ from __future__ import annotations
 import numpy as np
 
 from fedembed.data.corpus import Document
-from fedembed.data.partition import PARTITIONERS
+from fedembed.data.partition import PARTITIONERS, BasePartitioner
 
 
 @PARTITIONERS.register("iid")
-class IIDPartitioner:
+class IIDPartitioner(BasePartitioner):
     needs_units = False
 
-    def __init__(self, num_clients: int, seed: int) -> None:
+    def __init__(self, num_clients: int, seed: int, cfg=None) -> None:
         self.num_clients = num_clients
         self.rng = np.random.default_rng(seed)
         self._buf = np.empty(0, dtype=np.int64)
         self._pos = 0
-
-    def fit(self, unit_sizes: dict[str, int]) -> None:
-        pass
 
     def client_of(self, index: int, doc: Document) -> int:
         if self._pos == len(self._buf):  # draw in blocks: one rng call per 4096 documents

@@ -7,15 +7,15 @@ or articles, often on related topics, stay together: naturally non-IID).
 from __future__ import annotations
 
 from fedembed.data.corpus import Document
-from fedembed.data.partition import PARTITIONERS
+from fedembed.data.partition import PARTITIONERS, BasePartitioner
 from fedembed.errors import CorpusError
 
 
 @PARTITIONERS.register("natural")
-class NaturalPartitioner:
+class NaturalPartitioner(BasePartitioner):
     needs_units = True
 
-    def __init__(self, num_clients: int, seed: int) -> None:
+    def __init__(self, num_clients: int, seed: int, cfg=None) -> None:
         self.num_clients = num_clients
         self.client: dict[str, int] = {}
 

@@ -1,4 +1,4 @@
-"""Checks of the [partition] keys the non-IID partitioners read, run by config.validate before anything runs."""
+"""Checks of the [partition] keys the non-IID partitioners read, run by the composition root (fedembed/compose.py) before anything runs."""
 from __future__ import annotations
 
 import math

@@ -11,13 +11,12 @@ import numpy as np
 
 from fedembed.config import Config
 from fedembed.data.corpus import Document
-from fedembed.data.partition import PARTITIONERS
+from fedembed.data.partition import PARTITIONERS, BasePartitioner
 
 
 @PARTITIONERS.register("quantity")
-class QuantityPartitioner:
+class QuantityPartitioner(BasePartitioner):
     needs_units = True
-    takes_config = True
 
     def __init__(self, num_clients: int, seed: int, cfg: Config | None = None) -> None:
         cfg = cfg or Config()

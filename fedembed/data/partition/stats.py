@@ -30,7 +30,7 @@ _PRINT_ROWS = 20
 class Collector:
     def __init__(self, cfg, partitioner) -> None:
         self.cfg, self.part = cfg, partitioner
-        own = getattr(partitioner, "labeler", None)
+        own = partitioner.labeler
         self.labeler = own if own is not None and cfg.partition.label == _kind(own) else labels_mod.make(cfg)
         self._shared = self.labeler is own
         self.needs_pass = self.labeler.needs_pass
@@ -42,9 +42,7 @@ class Collector:
         """First pass: the labeler's (unless the partitioner feeds its own) and the partitioner's."""
         if not self._shared:
             self.labeler.observe(i, doc)
-        observe = getattr(self.part, "observe", None)
-        if observe is not None:
-            observe(i, doc)
+        self.part.observe(i, doc)
 
     def add(self, i: int, doc: Document, client: int, kept_tokens: int) -> None:
         if kept_tokens == 0:

@@ -11,16 +11,15 @@ import numpy as np
 
 from fedembed.config import Config
 from fedembed.data.corpus import Document
-from fedembed.data.partition import PARTITIONERS
+from fedembed.data.partition import PARTITIONERS, BasePartitioner
 from fedembed.data.partition.labels import TopicModel
 
 _MAX_CLUSTERS = 64
 
 
 @PARTITIONERS.register("vocab_skew")
-class VocabSkewPartitioner:
+class VocabSkewPartitioner(BasePartitioner):
     needs_units = True
-    takes_config = True
 
     def __init__(self, num_clients: int, seed: int, cfg: Config | None = None) -> None:
         cfg = cfg or Config()

@@ -1,15 +1,24 @@
 """The ClientApp's secure-aggregation handlers (client/app.py registers them): content in, content out.
 
 The protocol lives in fedembed.secagg.client; here it meets local training
-(fedembed.federation.client) and the node's identity and state from Flower's `Context`.
+(fedembed.federation.client) and the node's identity and state from Flower's `Context`. The
+mask stage trains and runs the update through the pipeline the composition root builds for
+this mask context, whose last stages noise, quantize and mask it (`Pipeline` below).
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from flwr.app import MetricRecord, RecordDict
 
+from fedembed.config import Config
 from fedembed.errors import FedembedError
 from fedembed.federation import client as train_client, wire
 from fedembed.secagg import client as proto, messages as msg
+from fedembed.secagg.client import MaskContext
+from fedembed.updates import ClientContext, Stage
+
+SecurePipeline = Callable[[Config, ClientContext, MaskContext], list[Stage]]
 
 
 def _pid(context) -> int:
@@ -24,17 +33,18 @@ def share(content: RecordDict, context) -> RecordDict:
     return proto.on_share(content, context.state, _pid(context))
 
 
-def mask(content: RecordDict, context) -> RecordDict:
+def mask(content: RecordDict, context, pipeline: SecurePipeline) -> RecordDict:
     pid = _pid(context)
     data_path = context.node_config.get("data-path")
 
-    def train(c: RecordDict):
+    def train(c: RecordDict, mctx: MaskContext):
         tables, counts, ins = wire.parse_train(c)
         return train_client.train_round(tables, counts, ins, pid, str(data_path) if data_path else None,
-                                        context.state)
+                                        context.state, pipeline=lambda cfg, ctx: pipeline(cfg, ctx, mctx))
 
-    y, metrics = proto.on_mask(content, context.state, pid, train)
-    out = msg.with_masked(RecordDict({wire.METRICS: MetricRecord({k: float(v) for k, v in metrics.items()})}), y)
+    update = proto.on_mask(content, context.state, pid, train)
+    metrics = {k: float(v) for k, v in update.metrics.items()}
+    out = msg.with_masked(RecordDict({wire.METRICS: MetricRecord(metrics)}), update.vector)
     saved = wire.parse_record_dp(context.state)
     if saved is not None:
         wire.put_record_dp(out, saved)
@@ -45,12 +55,16 @@ def unmask(content: RecordDict, context) -> RecordDict:
     return proto.on_unmask(content, context.state, _pid(context))
 
 
-HANDLERS = {msg.KEYS: keys, msg.SHARE: share, msg.MASK: mask, msg.UNMASK: unmask}
-
 ERROR_CODE = 4651    # the Error code of a secure-aggregation stage this client could not complete
 
 
-def _as_message(handler):
+def handlers(pipeline: SecurePipeline) -> dict[str, Callable[[RecordDict, object], RecordDict]]:
+    """Message type → content handler, the mask stage bound to the run's pipeline."""
+    return {msg.KEYS: keys, msg.SHARE: share, msg.MASK: lambda c, ctx: mask(c, ctx, pipeline),
+            msg.UNMASK: unmask}
+
+
+def _as_message(handler, name: str):
     """Flower's (Message, Context) → Message around a content handler; a dropout or a refusal
     (any FedembedError) becomes an error reply, which the server counts as a dropout of that stage."""
     from flwr.app import Error, Message
@@ -61,12 +75,13 @@ def _as_message(handler):
         except FedembedError as exc:
             return Message(error=Error(code=ERROR_CODE, reason=str(exc)), reply_to=message)
 
-    run.__name__ = f"secagg_{handler.__name__}"
+    run.__name__ = f"secagg_{name}"
     return run
 
 
-def register(app) -> None:
+def register(app, pipeline: SecurePipeline) -> None:
     """Add the four stage handlers to a ClientApp (message types in fedembed.secagg.messages)."""
-    for mtype, handler in HANDLERS.items():
+    register_as = {"query": app.query, "train": app.train}   # Flower's decorators, by message category
+    for mtype, handler in handlers(pipeline).items():
         category, action = mtype.split(".")
-        getattr(app, category)(action)(_as_message(handler))
+        register_as[category](action)(_as_message(handler, action.removeprefix("secagg_")))

@@ -1,0 +1,36 @@
+"""The app layer's run of a federation: data → composition → rounds → outputs, in that order.
+
+`federate` is what the ServerApp (server/app.py) runs, under `fedembed simulate` and
+`flwr run .` alike. It prepares the data (with the privacy attacks' planted records), lets the
+composition root build the run's parts, hands them to the round loop, and only then produces
+the run's outputs (export, evaluation, attacks, summary, plots: fedembed/report.py), so the
+round loop never reaches up to them.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from fedembed import compose, report
+from fedembed.attacks.privacy import evaluate as attacks
+from fedembed.attacks.privacy.plant import plant
+from fedembed.config import Config
+from fedembed.data.prepare import prepare
+from fedembed.federation.server import initial_state, run_rounds
+
+log = logging.getLogger(__name__)
+
+
+def federate(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) a validated scenario over a Flower Grid; returns report.json's content."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prep = prepare(cfg, run_dir, plant=plant)
+    state = initial_state(run_dir, prep, resume, compose.init_tables(cfg))
+    watched = attacks.observers(cfg)
+    parts = compose.build_server(cfg, run_dir, prep, state, observers=watched)
+    log.info("the update pipeline of scenario %r:\n%s", cfg.name, "\n".join(compose.describe(cfg)))
+    outcome = run_rounds(grid, cfg, run_dir, prep, state, parts, progress)
+    return report.finalize(cfg, run_dir, prep, outcome.tables, outcome.privacy,
+                           views=compose.update_views(cfg, prep), watched=watched)

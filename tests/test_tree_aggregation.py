@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from fedembed.privacy.tree import (ClientShare, TreeAggregator, TreeNoise, covering_nodes, new_seed, prefix_nodes,
-                                   replaced_nodes)
+from fedembed.privacy.tree import (ClientShare, TreeAggregator, TreeNoise, covering_nodes, final_noise_factor, new_seed,
+                                   prefix_nodes, replaced_nodes)
 
 SHAPES = {"in": (6, 3), "out": (6, 3)}
 
@@ -108,6 +108,14 @@ def test_prefix_noise_has_variance_popcount_sigma_squared(t):
     assert abs(prefix.mean()) < 6 * prefix.std() / math.sqrt(prefix.size)
     if t > 1:
         np.testing.assert_allclose(noise.prefix(t - 1)["t"] + inc, prefix, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("steps, restart_every", [(1, 0), (7, 0), (12, 0), (12, 5), (20, 4), (9, 1)])
+def test_final_noise_factor_is_the_std_of_the_applied_noise(steps, restart_every):
+    sigma, shape = 0.5, (250, 200)
+    agg = TreeAggregator({"t": shape}, sigma, new_seed(), restart_every)
+    applied = sum(agg.add({"t": np.zeros(shape)})["t"] for _ in range(steps))
+    assert applied.std() == pytest.approx(sigma * final_noise_factor(steps, restart_every), rel=0.03)
 
 
 def test_node_noises_are_independent_across_nodes_trees_tables_and_seeds():

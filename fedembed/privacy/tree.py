@@ -88,6 +88,16 @@ def replaced_nodes(s: int) -> Iterator[int]:
         j -= lowbit(j)
 
 
+def final_noise_factor(steps: int, restart_every: int = 0) -> float:
+    """Std of the noise the applied increments leave after `steps` steps, in units of σ:
+    √(Σ over trees of popcount(the tree's length)) — each tree leaves its last prefix's noise.
+    (Utility, not privacy: restarts lower the sensitivity but leave one prefix noise per tree.)"""
+    if restart_every == 0:
+        return float(bin(steps).count("1")) ** 0.5
+    full, rest = divmod(steps, restart_every)
+    return float(full * bin(restart_every).count("1") + bin(rest).count("1")) ** 0.5
+
+
 def new_seed() -> bytes:
     """A fresh 256-bit secret from the OS: the noise of every node is derived from it."""
     return secrets.token_bytes(32)

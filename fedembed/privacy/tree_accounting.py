@@ -44,8 +44,19 @@ per-tree factors (`mu_squared` with a list of multipliers). With cohorts (a diff
 of clients each round) it does not compose: round t's clients cannot subtract noise that
 another cohort added, and fresh per-round noise is plain DP-FedAvg without amplification.
 Against a server that colludes with c clients, their shares are known: z·√((|H| − c)/m).
+But that regime is where the tree gains nothing: with every client in every round a node
+of length L holds L of a client's rounds, factor² ≈ 1.5·T·R for restarts every R, and the
+tables' noise is smallest at R = 1 — fresh noise each round, which is distributed
+DP-FedAvg at q = 1. The tree pays off when a client's rounds are sparse in it (cohorts,
+ideally one participation per tree), and that needs the noise from a trusted party.
 Dithered quantization and the ring's headroom are as in fedembed/privacy/distributed.py,
 except that a share's increment has std up to σ/√m·√(⌊log₂ T⌋ + 1) (the ring must fit it).
+
+**Choosing restart_every.** Restarts lower the sensitivity (fewer of a client's rounds per
+node) but each tree leaves its last prefix noise in the tables (`tree.final_noise_factor`).
+Kairouz et al.'s setting is cohorts with a restart every epoch (restart_every = P): each
+client once per tree, factor² = (trees)·⌈log₂(P + 1)⌉, which is what dp-accounting's
+`SingleEpochTreeAggregationDpEvent` accounts and what the tests cross-check.
 
 **Adaptive clipping** (Andrew et al. 2021) composes when C changes only at restarts (a
 node's sum must be in one C's units): the clip bits are one more Gaussian query per

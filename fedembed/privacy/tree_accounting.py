@@ -45,9 +45,9 @@ of clients each round) it does not compose: round t's clients cannot subtract no
 another cohort added, and fresh per-round noise is plain DP-FedAvg without amplification.
 Against a server that colludes with c clients, their shares are known: z·√((|H| − c)/m).
 But that regime is where the tree gains nothing: with every client in every round a node
-of length L holds L of a client's rounds, factor² ≈ T·R (½ to 1.5 times it) with restarts every R, and the
-tables' noise is smallest at R = 1 — fresh noise each round, which is distributed
-DP-FedAvg at q = 1. The tree pays off when a client's rounds are sparse in it (cohorts,
+of length L holds L of a client's rounds, factor² ≈ T·R (½ to 1.5 times it) with restarts
+every R, and the tables' noise is smallest at R = 1 — fresh noise each round, which is
+distributed DP-FedAvg at q = 1. The tree pays off when a client's rounds are sparse in it (cohorts,
 ideally one participation per tree), and that needs the noise from a trusted party.
 Dithered quantization and the ring's headroom are as in fedembed/privacy/distributed.py,
 except that a share's increment has std up to σ/√m·√(⌊log₂ T⌋ + 1) (the ring must fit it).

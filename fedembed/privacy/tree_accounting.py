@@ -121,6 +121,9 @@ def sensitivity_factor(schedule: Schedule | Sequence[Sequence[int]], steps: int,
     return math.sqrt(max((sum(_per_tree_squares(p, steps, restart_every).values()) for p in pats), default=0))
 
 
+tree_sensitivity_factor = sensitivity_factor   # the name issue 18's plan uses
+
+
 def mu_squared(schedule: Schedule | Sequence[Sequence[int]], steps: int, restart_every: int,
                z: float | Sequence[float], bit_stddev: float = 0.0) -> float:
     """μ² of the first `steps` steps: max over clients of Σ_trees Σ n²/z_tree² (+ k/(2σ_b)² for

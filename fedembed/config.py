@@ -73,6 +73,10 @@ class FederationConfig:
     max_row_weight: float = 255.0  # count weights capped per client and row (0 = no cap): bounds what
                                    # one client adds to a row, and lets SecAgg+ use a 32-bit ring
     server_lr: float = 1.0         # global += server_lr * aggregate (FedOpt's server step)
+    server_optimizer: str = "sgd"  # sgd | momentum | nesterov (FedAvgM) | adam (FedAdam); fedembed/server_opt
+    server_momentum: float = 0.9   # β (momentum) and β₁ (adam): Hsu et al. 2019, Reddi et al. 2021
+    server_beta2: float = 0.99     # adam's β₂ (Reddi et al. 2021)
+    server_tau: float = 1e-3       # adam's τ, its adaptivity: the step is at most server_lr·|m|/τ
     round_timeout: float = 0.0     # seconds; 0 = wait for every sampled client
     max_update_mb: float = 1024.0  # larger replies are refused
     max_in_flight: int = 0         # messages the server keeps in flight at once; 0 = all of a round's
@@ -114,6 +118,9 @@ class PrivacyConfig:
     denominator: str = "noisy"     # noisy: divide rows by their noisy weight sums | public: by m·max(s_r, min_share)
                                    # from the public vocabulary counts; no weights sent (fedembed/privacy/public_rows.py)
     min_share: float = 0.05        # public denominator's floor on a row's expected share of clients, in (0, 1]
+    mechanism: str = "fedavg"      # fedavg: DP-FedAvg, Poisson sampling amplification | ftrl_tree: DP-FTRL,
+                                   # tree-aggregated noise, a fixed schedule, no amplification (docs/PRIVACY_FTRL.md)
+    restart_every: int = 0         # ftrl_tree: start a new tree every this many released rounds; 0 = never
     record: RecordDPConfig = field(default_factory=RecordDPConfig)
 
 

@@ -7,6 +7,9 @@ One job per module:
 - `accountant` ε of the Poisson-subsampled Gaussian over rounds (Opacus RDP / PRV)
 - `ledger`     per-round, per-unit ε and δ; persisted in the checkpoint, summarised in report.json
 - `session`    the hooks the server's round loop calls, tying the mechanism to the ledger
+- `tree`       DP-FTRL's tree aggregation: noisy prefix-sum increments, seeded node noise, clients' shares
+- `tree_accounting`  its ε: the whole tree release as one Gaussian mechanism, no amplification
+- `schedule`   fixed, public participation schedules (every round; cyclic cohorts) that DP-FTRL accounts
 
 Record-level DP-SGD inside clients (the `record_*`, `per_sample` and `lazy_noise` modules) keeps
 its own accountant and reports its ε through the `ledger.RECORD_EPSILON` reply metric.

@@ -53,6 +53,10 @@ class ModelConfig:
     negative: int = 5
     sample: float = 1e-3
     ns_exponent: float = 0.75
+    init: str = "random"           # random | public (gensim trained centrally on public text before
+                                   # round 1) | a word2vec text/binary vectors file (fedembed/models/init.py)
+    init_corpus: str = ""          # public: the warm start's text; "" = the built-in corpus (never data.corpus)
+    init_epochs: int = 20          # public: epochs of the central warm-start training
 
 
 @dataclass

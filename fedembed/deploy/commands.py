@@ -69,6 +69,7 @@ def _client(args: argparse.Namespace) -> int:
         load_private(key)
     cache = Path(args.cache).expanduser().resolve() if args.cache else device.cache_root()
     backoff = Backoff(args.poll_min, args.poll_max)  # refuses bad --poll-min/--poll-max before anything starts
+    device_policy = _policy(args)
     node_config = {"partition-id": args.partition_id, "num-partitions": args.num_partitions, "data-path": str(data)}
     env = {device.CACHE_ENV: str(cache)}
     if args.vocab:
@@ -78,9 +79,9 @@ def _client(args: argparse.Namespace) -> int:
         env[device.VOCAB_ENV] = str(vocab)
     print(f"fedembed client: partition {args.partition_id}/{args.num_partitions}, data {data}, "
           f"SuperLink {args.superlink} ({'TLS' if ca else 'INSECURE'}, {'auth key ' + str(key) if key else 'no auth key'}), "
-          f"{args.runtime} runtime", flush=True)
+          f"{args.runtime} runtime; {device_policy.describe()}", flush=True)
     if args.runtime == INPROCESS:
-        return _client_in_process(superlink, ca, key, node_config, env, backoff, args)
+        return _client_in_process(superlink, ca, key, node_config, env, backoff, args, device_policy)
     home = Path(args.flwr_home).expanduser().resolve() if args.flwr_home else cache / "flwr-home"
     home.mkdir(parents=True, exist_ok=True)  # flower-supernode installs the app there
     argv = supernode_argv(superlink, ca, key, node_config, args.runtime_port or free_port(),
@@ -104,19 +105,38 @@ def _client(args: argparse.Namespace) -> int:
     return code
 
 
+def _policy(args: argparse.Namespace):
+    """The device's privacy policy from --policy FILE and the flags (a flag wins over the file).
+
+    Only this process's own code can enforce it: under `--runtime flower` the ClientApp comes
+    from the run's FAB, i.e. from the server, so a policy there is refused."""
+    from fedembed.deploy import policy
+    from fedembed.deploy.node_runtime import INPROCESS
+
+    p = policy.load(args.policy, require_secagg=True if args.require_secagg else None,
+                    min_noise_multiplier=args.min_noise_multiplier, max_epsilon=args.max_epsilon,
+                    delta=args.delta, max_rounds=args.max_rounds)
+    if p.active and args.runtime != INPROCESS:
+        raise ConfigError(f"a device policy needs --runtime {INPROCESS}: under --runtime {args.runtime} the "
+                          f"ClientApp is the server's (the run's FAB), which could ignore it")
+    return p
+
+
 def _client_in_process(superlink: str, ca: Path | None, key: Path | None, node_config: dict,
-                       env: dict[str, str], backoff, args: argparse.Namespace) -> int:
-    """This process is the SuperNode and runs the ClientApp itself (fedembed/deploy/node_runtime.py)."""
+                       env: dict[str, str], backoff, args: argparse.Namespace, device_policy) -> int:
+    """This process is the SuperNode and runs the ClientApp itself (fedembed/deploy/node_runtime.py),
+    inside the device's policy (fedembed/deploy/policy.py)."""
     import os
 
     from fedembed import nodelog
-    from fedembed.deploy import node_runtime
+    from fedembed.deploy import node_runtime, policy
 
     os.environ.update(env)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     handled = node_runtime.run_node(superlink, node_config, ca, key,
                                     backoff=backoff,
-                                    max_retries=args.max_retries, max_wait_time=args.max_wait_time)
+                                    max_retries=args.max_retries, max_wait_time=args.max_wait_time,
+                                    mods=policy.mods(device_policy))
     print(f"fedembed client: stopped after {handled} messages; peak memory {nodelog.peak_rss_mb():.1f} MB "
           f"(ru_maxrss)", flush=True)
     return 0
@@ -163,6 +183,7 @@ def _deploy(args: argparse.Namespace) -> int:
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     from fedembed.deploy.node_runtime import POLL_MAX, POLL_MIN, RUNTIMES
+    from fedembed.deploy.policy import DEFAULT_DELTA
 
     c = sub.add_parser("certs", help="create a TLS CA and the SuperLink certificate (deployment)")
     c.add_argument("dir", help="directory for ca.crt, ca.key, server.pem, server.key")
@@ -205,6 +226,19 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--poll-max", type=float, default=POLL_MAX,
                    help=f"inprocess: longest wait between asks while idle (default {POLL_MAX}; raise it for many "
                         f"nodes)")
+    pol = e.add_argument_group("device privacy policy (inprocess runtime; docs/DEPLOY.md, 'A device's own "
+                               "privacy policy'): a message that breaks it gets an error reply naming the rule")
+    pol.add_argument("--policy", metavar="TOML", help="policy file (keys: require_secagg, min_noise_multiplier, "
+                                                     "max_epsilon, delta, max_rounds); the flags below override it")
+    pol.add_argument("--require-secagg", action="store_true",
+                     help="refuse plain train messages (the update would leave unmasked)")
+    pol.add_argument("--min-noise-multiplier", type=float, metavar="Z",
+                     help="refuse a round whose noise multiplier z = sigma_i*sqrt(m)/C is below Z")
+    pol.add_argument("--max-epsilon", type=float, metavar="EPS",
+                     help="refuse a round whose own epsilon (one Gaussian mechanism at z, no amplification, at "
+                          "--delta) is above EPS")
+    pol.add_argument("--delta", type=float, help=f"delta of --max-epsilon (default {DEFAULT_DELTA:g})")
+    pol.add_argument("--max-rounds", type=int, metavar="N", help="train at most N rounds per run")
     e.set_defaults(func=_client)
 
     d = sub.add_parser("deploy", help="run a local federation: SuperLink + N SuperNodes (TLS, auth), one flwr run")

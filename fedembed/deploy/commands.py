@@ -1,4 +1,4 @@
-"""`fedembed certs | node-keys | client | deploy`: the deployment subcommands (docs/DEPLOY.md).
+"""`fedembed certs | node-keys | client | front | deploy`: the deployment subcommands (docs/DEPLOY.md).
 
 Kept apart from fedembed/cli.py, which only calls `add_subcommands`.
 """
@@ -142,6 +142,14 @@ def _client_in_process(superlink: str, ca: Path | None, key: Path | None, node_c
     return 0
 
 
+def _front(args: argparse.Namespace) -> int:
+    """The Fleet API, and only it, on a network address; the SuperLink stays on loopback."""
+    from fedembed.deploy import front
+
+    front.serve(args.listen, args.superlink, Path(args.tls).expanduser())
+    return 0
+
+
 def _deploy(args: argparse.Namespace) -> int:
     """A whole local federation: SuperLink + N SuperNodes with TLS and auth, one `flwr run`, all stopped."""
     from fedembed.deploy.federation import LocalFederation
@@ -157,15 +165,31 @@ def _deploy(args: argparse.Namespace) -> int:
     from fedembed import config as config_mod
 
     clients = config_mod.load(run_config.get("scenario")).partition.num_clients
-    nodes = clients if args.nodes is None else args.nodes
-    if nodes != clients:
-        raise ConfigError(f"--nodes {nodes} differs from the scenario's partition.num_clients = {clients}: "
-                          f"the ServerApp waits for one SuperNode per client")
-    fed = LocalFederation(Path(args.workdir), nodes, runtime=args.node_runtime, persist=args.state == "file")
+    devices = [Path(k).expanduser().resolve() for k in args.device_key or []]
+    missing = [str(k) for k in devices if not k.is_file()]
+    if missing:
+        raise ConfigError(f"--device-key file does not exist: {', '.join(missing)}")
+    if devices and not args.listen:
+        raise ConfigError("--device-key needs --listen HOST:PORT: the address devices reach the Fleet API at")
+    local = clients - len(devices)
+    nodes = local if args.nodes is None else args.nodes
+    if nodes != local:
+        what = f"and {len(devices)} --device-key(s) do not add up to" if devices else "differs from"
+        raise ConfigError(f"--nodes {nodes} {what} the scenario's partition.num_clients = {clients}: the ServerApp "
+                          f"waits for one SuperNode per client")
+    fed = LocalFederation(Path(args.workdir), nodes, runtime=args.node_runtime, persist=args.state == "file",
+                          listen=args.listen, devices=tuple(devices))
+    exposed = (f"only the Fleet API on {fed.listen} (a front; the SuperLink itself on {fed.address})" if fed.listen
+               else f"the SuperLink on {fed.address}, nothing off loopback")
+    for k, key in enumerate(devices):
+        print(f"device {k} ({key.name}): fedembed client --superlink {fed.listen} --root-certificates "
+              f"{fed.tls.ca_cert} --auth-key <its private key> --partition-id {nodes + k} --num-partitions "
+              f"{clients} --data ...", flush=True)
     with fed:
         fed.start()
-        print(f"SuperLink on {fed.address} (TLS, SuperNode auth, {args.state} state); {nodes} {args.node_runtime} "
-              f"SuperNodes online: {sorted(fed.node_ids.values())}", flush=True)
+        print(f"{exposed} (TLS, SuperNode auth, {args.state} state); {nodes} {args.node_runtime} SuperNodes"
+              f"{f' and {len(devices)} devices' if devices else ''} online: {sorted(fed.node_ids.values())}",
+              flush=True)
         report = Path(run_config["out"]) / "report.json"
         # --quiet: don't stream the log (it costs the SuperLink CPU); wait for the run's report.
         done = report if args.quiet and not report.exists() else None
@@ -241,8 +265,23 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     pol.add_argument("--max-rounds", type=int, metavar="N", help="train at most N rounds per run")
     e.set_defaults(func=_client)
 
+    f = sub.add_parser("front", help="serve only the SuperLink's Fleet API on a network address, TLS (deployment)")
+    f.add_argument("--listen", required=True, metavar="HOST:PORT", help="where devices connect, e.g. 0.0.0.0:9092")
+    f.add_argument("--superlink", default="127.0.0.1:9093", metavar="HOST:PORT",
+                   help="the SuperLink, on loopback (default 127.0.0.1:9093)")
+    f.add_argument("--tls", required=True, metavar="DIR",
+                   help="`fedembed certs` directory: server.pem and server.key (served), ca.crt (the SuperLink's)")
+    f.set_defaults(func=_front)
+
     d = sub.add_parser("deploy", help="run a local federation: SuperLink + N SuperNodes (TLS, auth), one flwr run")
-    d.add_argument("--nodes", type=int, help="SuperNodes (default and required: the scenario's partition.num_clients)")
+    d.add_argument("--nodes", type=int, help="local SuperNodes (default and required: the scenario's "
+                                             "partition.num_clients less the --device-keys)")
+    d.add_argument("--listen", metavar="HOST:PORT",
+                   help="also let devices elsewhere in, at this address: a front that serves only the Fleet API "
+                        "(the SuperLink stays on loopback; default: nothing listens off loopback)")
+    d.add_argument("--device-key", action="append", metavar="PUB",
+                   help="a device's public key to register (repeatable; it connects through --listen and takes "
+                        "the partition id after the local nodes')")
     d.add_argument("--workdir", required=True, help="certificates, keys, Flower state and logs go here")
     d.add_argument("--config", help="scenario TOML (default: the built-in default scenario)")
     d.add_argument("--out", default="runs/deploy", help="run directory (default runs/deploy)")

@@ -225,7 +225,8 @@ def test_fedembed_deploy_and_front_check_their_addresses_before_starting_anythin
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
     certs.generate(tmp_path / "tls")
-    assert main(["front", "--listen", "127.0.0.1:0", "--superlink", "10.0.0.1:9093", "--tls", str(tmp_path / "tls")]) == 2
+    assert main(["front", "--listen", "127.0.0.1:0", "--superlink", "10.0.0.1:9093",
+                 "--tls", str(tmp_path / "tls")]) == 2
     assert "loopback only" in capsys.readouterr().err
 
 
@@ -272,10 +273,10 @@ def other_machine():
 @pytest.mark.skipif(not Path(sys.executable).with_name("flower-superlink").exists(),
                     reason="needs Flower's executables in this venv")
 def test_from_another_machine_only_the_fleet_api_answers(tmp_path, other_machine):
-    sys.path.insert(0, str(Path(__file__).parent))
     import tomli_w
     from word_soup import EVAL_WORDS, word_soup
 
+    from fedembed import metrics
     from fedembed.deploy import node_keys
     from fedembed.deploy.federation import CONNECTION, LocalFederation, node_statuses
     from fedembed.deploy.node_runtime import INPROCESS
@@ -342,8 +343,7 @@ def test_from_another_machine_only_the_fleet_api_answers(tmp_path, other_machine
             "eval": {"baseline": False}}), encoding="utf-8")
         fed.run({"scenario": str(scenario), "out": str(tmp_path / "run")}, timeout=600, done=tmp_path / "run" /
                 "report.json")
-        rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-        assert [r["clients_ok"] for r in rows if "clients_ok" in r] == [2]
+        assert [r["clients_ok"] for r in metrics.read(tmp_path / "run")] == [2]
         assert "train.secagg_mask message" in device.log_text()          # it trained, through the front
         runs = run_flwr(["ls", CONNECTION, "--format", "json"], fed.home, fed.workdir, timeout=60).stdout
         assert len(json.loads(runs[runs.find("{"):])["runs"]) == 1       # only ours

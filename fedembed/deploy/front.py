@@ -38,7 +38,7 @@ import httpx
 
 from fedembed.errors import ConfigError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("fedembed.deploy.front")  # also when run as __main__
 
 FLEET_PATHS = frozenset(f"/v1/fleet/{name}" for name in (
     "register-node", "activate-node", "deactivate-node", "unregister-node", "send-node-heartbeat",

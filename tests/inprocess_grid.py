@@ -15,7 +15,9 @@ model is an option, never a re-implementation of a handler:
 - `tamper`: {partition: function(reply content) -> content} (a malicious or broken client);
 - `die_at_round`: pushing that round's messages raises KeyboardInterrupt (a killed server);
 - `workers`: answer in threads, so a straggler's sleep overlaps the others and a round
-  deadline (federation.round_timeout) cuts it off as it would on a real grid.
+  deadline (federation.round_timeout) cuts it off as it would on a real grid;
+- `serve`: who answers a partition's message instead of the bare ClientApp — e.g. fedembed's
+  in-process SuperNode with a device's policy around the same ClientApp (tests/test_device_policy.py).
 """
 from __future__ import annotations
 
@@ -39,14 +41,15 @@ class InProcessGrid:
     def __init__(self, num: int, *, per_pull: int = 0, newest_first: bool = False,
                  fail: set[int] | dict[tuple[int, str], set[int]] | None = None, silent: set[int] = frozenset(),
                  tamper: dict[int, Callable[[RecordDict], RecordDict]] | None = None,
-                 die_at_round: int | None = None, workers: int = 0) -> None:
+                 die_at_round: int | None = None, workers: int = 0,
+                 serve: Callable[[int, Message], Message] | None = None) -> None:
         from client.app import app
 
         self.app, self.num = app, num
         self.per_pull, self.newest_first = per_pull, newest_first
         self.paused = False
         self.fail, self.silent, self.tamper = fail or set(), set(silent), tamper or {}
-        self.die_at_round = die_at_round
+        self.die_at_round, self.serve = die_at_round, serve
         self.nodes = {100 + p: p for p in range(num)}
         self.contexts = {p: Context(run_id=1, node_id=100 + p,
                                     node_config={"partition-id": p, "num-partitions": num},
@@ -56,6 +59,7 @@ class InProcessGrid:
         self.in_flight: dict[str, Message | Future] = {}
         self.most_in_flight = self.most_training = 0
         self.calls: dict[str, int] = {}                # message type → how many were answered
+        self.replies: list[tuple[str, Message]] = []     # (message type, reply) for every answer, errors too
         self.seen: list[tuple[str, RecordDict]] = []     # every reply content sent back, in order
         self.batches: list[list[str]] = []               # each push: its messages' groups ("round.stage")
 
@@ -119,7 +123,8 @@ class InProcessGrid:
         self.calls[mtype] = self.calls.get(mtype, 0) + 1
         if self._fails(pid, m):
             return Message(error=Error(code=1, reason=f"client {pid} crashed"), reply_to=m)
-        reply = self.app(m, self.contexts[pid])
+        reply = self.serve(pid, m) if self.serve is not None else self.app(m, self.contexts[pid])
+        self.replies.append((mtype, reply))
         if not reply.has_error():
             if pid in self.tamper and "node" not in m.content.config_records:
                 reply = Message(content=self.tamper[pid](reply.content), reply_to=m)

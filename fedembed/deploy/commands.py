@@ -1,4 +1,4 @@
-"""`fedembed certs | node-keys | client | deploy`: the deployment subcommands (docs/DEPLOY.md).
+"""`fedembed certs | node-keys | client | front | deploy`: the deployment subcommands (docs/DEPLOY.md).
 
 Kept apart from fedembed/cli.py, which only calls `add_subcommands`.
 """
@@ -69,6 +69,7 @@ def _client(args: argparse.Namespace) -> int:
         load_private(key)
     cache = Path(args.cache).expanduser().resolve() if args.cache else device.cache_root()
     backoff = Backoff(args.poll_min, args.poll_max)  # refuses bad --poll-min/--poll-max before anything starts
+    device_policy = _policy(args)
     node_config = {"partition-id": args.partition_id, "num-partitions": args.num_partitions, "data-path": str(data)}
     env = {device.CACHE_ENV: str(cache)}
     if args.vocab:
@@ -78,9 +79,9 @@ def _client(args: argparse.Namespace) -> int:
         env[device.VOCAB_ENV] = str(vocab)
     print(f"fedembed client: partition {args.partition_id}/{args.num_partitions}, data {data}, "
           f"SuperLink {args.superlink} ({'TLS' if ca else 'INSECURE'}, {'auth key ' + str(key) if key else 'no auth key'}), "
-          f"{args.runtime} runtime", flush=True)
+          f"{args.runtime} runtime; {device_policy.describe()}", flush=True)
     if args.runtime == INPROCESS:
-        return _client_in_process(superlink, ca, key, node_config, env, backoff, args)
+        return _client_in_process(superlink, ca, key, node_config, env, backoff, args, device_policy)
     home = Path(args.flwr_home).expanduser().resolve() if args.flwr_home else cache / "flwr-home"
     home.mkdir(parents=True, exist_ok=True)  # flower-supernode installs the app there
     argv = supernode_argv(superlink, ca, key, node_config, args.runtime_port or free_port(),
@@ -104,21 +105,48 @@ def _client(args: argparse.Namespace) -> int:
     return code
 
 
+def _policy(args: argparse.Namespace):
+    """The device's privacy policy from --policy FILE and the flags (a flag wins over the file).
+
+    Only this process's own code can enforce it: under `--runtime flower` the ClientApp comes
+    from the run's FAB, i.e. from the server, so a policy there is refused."""
+    from fedembed.deploy import policy
+    from fedembed.deploy.node_runtime import INPROCESS
+
+    p = policy.load(args.policy, require_secagg=True if args.require_secagg else None,
+                    min_noise_multiplier=args.min_noise_multiplier, max_epsilon=args.max_epsilon,
+                    delta=args.delta, max_rounds=args.max_rounds)
+    if p.active and args.runtime != INPROCESS:
+        raise ConfigError(f"a device policy needs --runtime {INPROCESS}: under --runtime {args.runtime} the "
+                          f"ClientApp is the server's (the run's FAB), which could ignore it")
+    return p
+
+
 def _client_in_process(superlink: str, ca: Path | None, key: Path | None, node_config: dict,
-                       env: dict[str, str], backoff, args: argparse.Namespace) -> int:
-    """This process is the SuperNode and runs the ClientApp itself (fedembed/deploy/node_runtime.py)."""
+                       env: dict[str, str], backoff, args: argparse.Namespace, device_policy) -> int:
+    """This process is the SuperNode and runs the ClientApp itself (fedembed/deploy/node_runtime.py),
+    inside the device's policy (fedembed/deploy/policy.py)."""
     import os
 
     from fedembed import nodelog
-    from fedembed.deploy import node_runtime
+    from fedembed.deploy import node_runtime, policy
 
     os.environ.update(env)
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     handled = node_runtime.run_node(superlink, node_config, ca, key,
                                     backoff=backoff,
-                                    max_retries=args.max_retries, max_wait_time=args.max_wait_time)
+                                    max_retries=args.max_retries, max_wait_time=args.max_wait_time,
+                                    mods=policy.mods(device_policy))
     print(f"fedembed client: stopped after {handled} messages; peak memory {nodelog.peak_rss_mb():.1f} MB "
           f"(ru_maxrss)", flush=True)
+    return 0
+
+
+def _front(args: argparse.Namespace) -> int:
+    """The Fleet API, and only it, on a network address; the SuperLink stays on loopback."""
+    from fedembed.deploy import front
+
+    front.serve(args.listen, args.superlink, Path(args.tls).expanduser())
     return 0
 
 
@@ -137,15 +165,31 @@ def _deploy(args: argparse.Namespace) -> int:
     from fedembed import compose
 
     clients = compose.load(run_config.get("scenario")).partition.num_clients
-    nodes = clients if args.nodes is None else args.nodes
-    if nodes != clients:
-        raise ConfigError(f"--nodes {nodes} differs from the scenario's partition.num_clients = {clients}: "
-                          f"the ServerApp waits for one SuperNode per client")
-    fed = LocalFederation(Path(args.workdir), nodes, runtime=args.node_runtime, persist=args.state == "file")
+    devices = [Path(k).expanduser().resolve() for k in args.device_key or []]
+    missing = [str(k) for k in devices if not k.is_file()]
+    if missing:
+        raise ConfigError(f"--device-key file does not exist: {', '.join(missing)}")
+    if devices and not args.listen:
+        raise ConfigError("--device-key needs --listen HOST:PORT: the address devices reach the Fleet API at")
+    local = clients - len(devices)
+    nodes = local if args.nodes is None else args.nodes
+    if nodes != local:
+        what = f"and {len(devices)} --device-key(s) do not add up to" if devices else "differs from"
+        raise ConfigError(f"--nodes {nodes} {what} the scenario's partition.num_clients = {clients}: the ServerApp "
+                          f"waits for one SuperNode per client")
+    fed = LocalFederation(Path(args.workdir), nodes, runtime=args.node_runtime, persist=args.state == "file",
+                          listen=args.listen, devices=tuple(devices))
+    exposed = (f"only the Fleet API on {fed.listen} (a front; the SuperLink itself on {fed.address})" if fed.listen
+               else f"the SuperLink on {fed.address}, nothing off loopback")
+    for k, key in enumerate(devices):
+        print(f"device {k} ({key.name}): fedembed client --superlink {fed.listen} --root-certificates "
+              f"{fed.tls.ca_cert} --auth-key <its private key> --partition-id {nodes + k} --num-partitions "
+              f"{clients} --data ...", flush=True)
     with fed:
         fed.start()
-        print(f"SuperLink on {fed.address} (TLS, SuperNode auth, {args.state} state); {nodes} {args.node_runtime} "
-              f"SuperNodes online: {sorted(fed.node_ids.values())}", flush=True)
+        print(f"{exposed} (TLS, SuperNode auth, {args.state} state); {nodes} {args.node_runtime} SuperNodes"
+              f"{f' and {len(devices)} devices' if devices else ''} online: {sorted(fed.node_ids.values())}",
+              flush=True)
         report = Path(run_config["out"]) / "report.json"
         # --quiet: don't stream the log (it costs the SuperLink CPU); wait for the run's report.
         done = report if args.quiet and not report.exists() else None
@@ -163,6 +207,7 @@ def _deploy(args: argparse.Namespace) -> int:
 
 def add_subcommands(sub: argparse._SubParsersAction) -> None:
     from fedembed.deploy.node_runtime import POLL_MAX, POLL_MIN, RUNTIMES
+    from fedembed.deploy.policy import DEFAULT_DELTA
 
     c = sub.add_parser("certs", help="create a TLS CA and the SuperLink certificate (deployment)")
     c.add_argument("dir", help="directory for ca.crt, ca.key, server.pem, server.key")
@@ -205,10 +250,38 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--poll-max", type=float, default=POLL_MAX,
                    help=f"inprocess: longest wait between asks while idle (default {POLL_MAX}; raise it for many "
                         f"nodes)")
+    pol = e.add_argument_group("device privacy policy (inprocess runtime; docs/DEPLOY.md, 'A device's own "
+                               "privacy policy'): a message that breaks it gets an error reply naming the rule")
+    pol.add_argument("--policy", metavar="TOML", help="policy file (keys: require_secagg, min_noise_multiplier, "
+                                                     "max_epsilon, delta, max_rounds); the flags below override it")
+    pol.add_argument("--require-secagg", action="store_true",
+                     help="refuse plain train messages (the update would leave unmasked)")
+    pol.add_argument("--min-noise-multiplier", type=float, metavar="Z",
+                     help="refuse a round whose noise multiplier z = sigma_i*sqrt(m)/C is below Z")
+    pol.add_argument("--max-epsilon", type=float, metavar="EPS",
+                     help="refuse a round whose own epsilon (one Gaussian mechanism at z, no amplification, at "
+                          "--delta) is above EPS")
+    pol.add_argument("--delta", type=float, help=f"delta of --max-epsilon (default {DEFAULT_DELTA:g})")
+    pol.add_argument("--max-rounds", type=int, metavar="N", help="train at most N rounds per run")
     e.set_defaults(func=_client)
 
+    f = sub.add_parser("front", help="serve only the SuperLink's Fleet API on a network address, TLS (deployment)")
+    f.add_argument("--listen", required=True, metavar="HOST:PORT", help="where devices connect, e.g. 0.0.0.0:9092")
+    f.add_argument("--superlink", default="127.0.0.1:9093", metavar="HOST:PORT",
+                   help="the SuperLink, on loopback (default 127.0.0.1:9093)")
+    f.add_argument("--tls", required=True, metavar="DIR",
+                   help="`fedembed certs` directory: server.pem and server.key (served), ca.crt (the SuperLink's)")
+    f.set_defaults(func=_front)
+
     d = sub.add_parser("deploy", help="run a local federation: SuperLink + N SuperNodes (TLS, auth), one flwr run")
-    d.add_argument("--nodes", type=int, help="SuperNodes (default and required: the scenario's partition.num_clients)")
+    d.add_argument("--nodes", type=int, help="local SuperNodes (default and required: the scenario's "
+                                             "partition.num_clients less the --device-keys)")
+    d.add_argument("--listen", metavar="HOST:PORT",
+                   help="also let devices elsewhere in, at this address: a front that serves only the Fleet API "
+                        "(the SuperLink stays on loopback; default: nothing listens off loopback)")
+    d.add_argument("--device-key", action="append", metavar="PUB",
+                   help="a device's public key to register (repeatable; it connects through --listen and takes "
+                        "the partition id after the local nodes')")
     d.add_argument("--workdir", required=True, help="certificates, keys, Flower state and logs go here")
     d.add_argument("--config", help="scenario TOML (default: the built-in default scenario)")
     d.add_argument("--out", default="runs/deploy", help="run directory (default runs/deploy)")

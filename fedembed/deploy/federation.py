@@ -2,6 +2,8 @@
 
 This is the deployment runtime end to end on one machine (loopback): what `fedembed deploy`,
 tests/test_deploy_e2e.py and bench/deploy_round.py run, and what docs/DEPLOY.md does by hand.
+The SuperLink never listens off loopback (its Control API authenticates no one); devices
+elsewhere come in through the Fleet-only front (`listen`, fedembed/deploy/front.py).
 The layout under `workdir`:
 
     tls/        ca.crt, server.pem, server.key, ca.key     (`fedembed certs`)
@@ -9,7 +11,7 @@ The layout under `workdir`:
     home/       FLWR_HOME of the SuperLink and the `flwr` CLI (config.toml: one connection)
     home/nodes/<i>/  FLWR_HOME of SuperNode i (installed apps)
     superlink.db     SuperLink state: registered nodes survive a SuperLink restart
-    logs/       superlink.log, supernode-<i>.log, flwr-run-<n>.log
+    logs/       superlink.log, front.log, supernode-<i>.log, flwr-run-<n>.log
 """
 from __future__ import annotations
 
@@ -24,12 +26,14 @@ from typing import Any
 from fedembed import nodelog
 from fedembed.data import device
 from fedembed.deploy import certs, node_keys
+from fedembed.deploy.front import is_loopback, split_address
 from fedembed.deploy.node_runtime import FLOWER, INPROCESS, RUNTIMES
 from fedembed.deploy.processes import (Proc, free_port, kill_leftovers, run_flwr, spawn, stop, tool,
                                        wait_tls, write_connection)
-from fedembed.errors import FedembedError
+from fedembed.errors import ConfigError, FedembedError
 
 CONNECTION = "fedembed"
+WILDCARDS = ("0.0.0.0", "::")   # a --listen host that means every address (not a name devices can use)
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -38,10 +42,16 @@ def superlink_argv(port: int, tls: certs.TlsFiles, database: Path | None, host: 
     """`flower-superlink` with TLS and SuperNode authentication on, no run-time installs.
 
     Flower 1.42 serves the Fleet, Control and Runtime APIs over HTTPS on this one port
-    (`--fleet-api-type` is accepted but deprecated and ignored), see docs/DEPLOY.md.
+    (`--fleet-api-type` is accepted but deprecated and ignored), see docs/DEPLOY.md. The
+    Control API authenticates no one without OIDC, so `host` must be loopback: devices on the
+    network reach the Fleet API through fedembed's front (fedembed/deploy/front.py).
     `database` None keeps Flower's default in-memory state: faster (every Fleet request reads
     or writes that state), but registrations are lost when the SuperLink restarts.
     """
+    if not is_loopback(host):
+        raise ConfigError(f"the SuperLink must listen on loopback, not {host!r}: its Control API (`flwr run`, "
+                          f"`flwr supernode register`) would accept anyone who can reach it; put the Fleet API "
+                          f"on the network with `fedembed front` (docs/DEPLOY.md)")
     argv = [tool("flower-superlink"), "--ssl-certfile", str(tls.server_cert), "--ssl-keyfile", str(tls.server_key),
             "--ssl-ca-certfile", str(tls.ca_cert), "--disable-runtime-dependency-installation",
             "--host", host, "--port", str(port)]
@@ -101,7 +111,12 @@ def node_statuses(home: Path, cwd: Path) -> dict[str, str]:
 
 @dataclass
 class LocalFederation:
-    """One SuperLink and N SuperNodes on loopback; a context manager that stops them all."""
+    """One SuperLink and N SuperNodes on loopback; a context manager that stops them all.
+
+    The SuperLink listens on loopback only. With `listen` (HOST:PORT, port 0 = a free one)
+    devices elsewhere reach it through the Fleet-only front (fedembed/deploy/front.py) there;
+    `devices` are their public keys, registered with the local nodes' (node indices
+    num_nodes, num_nodes + 1, ...)."""
     workdir: Path
     num_nodes: int
     app_dir: Path = REPO
@@ -109,21 +124,34 @@ class LocalFederation:
     runtime: str = FLOWER  # or INPROCESS: fedembed's in-process SuperNode (fedembed/deploy/node_runtime.py)
     persist: bool = True  # SuperLink state in superlink.db (survives a restart); False: Flower's in-memory state
     port: int = 0
+    listen: str | None = None
+    devices: tuple[Path, ...] = ()
     superlink: Proc | None = None
+    front: Proc | None = None
     nodes: dict[int, Proc] = field(default_factory=dict)
     node_ids: dict[int, str] = field(default_factory=dict)
     runs: int = 0
 
     def __post_init__(self) -> None:
-        if self.num_nodes < 1:
+        if self.num_nodes < 0 or self.num_nodes + len(self.devices) < 1:
             raise FedembedError(f"a federation needs at least one SuperNode, got {self.num_nodes}")
         if self.runtime not in RUNTIMES:
             raise FedembedError(f"node runtime must be one of {RUNTIMES}, got {self.runtime!r}")
+        if self.devices and not self.listen:
+            raise ConfigError("devices elsewhere need an address to reach the SuperLink through (listen)")
         self.workdir = Path(self.workdir).resolve()
         self.home = self.workdir / "home"
         self.logs = self.workdir / "logs"
         self.port = self.port or free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.devices = tuple(Path(d).resolve() for d in self.devices)
+        if self.listen:
+            host, port = split_address(self.listen, "--listen")
+            try:
+                port = port or free_port("0.0.0.0" if host in WILDCARDS else host)
+            except OSError as exc:
+                raise ConfigError(f"cannot listen on {host}: {exc.strerror}") from None
+            self.listen = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     # -- setup ---------------------------------------------------------------------------
     @property
@@ -138,16 +166,41 @@ class LocalFederation:
         SuperLink state (a previous session's registrations would make `register` fail)."""
         for stale in self.workdir.glob("superlink.db*"):
             stale.unlink()
+        public = self.public_host
         if not self.tls.server_cert.is_file():
-            certs.generate(self.workdir / "tls", overwrite=True)
+            certs.generate(self.workdir / "tls", [public] if public else [], overwrite=True)
         self.tls.check()
+        if public and public not in certs.hosts_of(self.tls.server_cert):
+            raise ConfigError(f"{self.tls.server_cert} is not valid for {public} (only "
+                              f"{', '.join(certs.hosts_of(self.tls.server_cert))}), so devices could not verify "
+                              f"it: `fedembed certs {self.tls.server_cert.parent} --host {public} --force` (and give "
+                              f"the devices the new ca.crt)")
         missing = [i for i in range(self.num_nodes) if not self.node_key(i)[0].is_file()]
         for i in missing:
             node_keys.generate(self.workdir / "keys", 1, start=i, overwrite=True)
         write_connection(self.home, CONNECTION, self.address, self.tls.ca_cert)
         return self
 
+    @property
+    def public_host(self) -> str | None:
+        """The front's host as devices name it (None: no front, or it listens on every address)."""
+        if not self.listen:
+            return None
+        host = split_address(self.listen, "--listen")[0]
+        return None if host in WILDCARDS else host
+
     # -- processes -----------------------------------------------------------------------
+    def start_front(self, timeout: float = 60.0) -> Proc:
+        """The Fleet-only front on `listen` (fedembed/deploy/front.py); returns when TLS answers."""
+        if not self.listen:
+            raise FedembedError("no listen address: the federation has no front")
+        argv = [sys.executable, "-m", "fedembed.deploy.front", "--listen", self.listen, "--superlink", self.address,
+                "--tls", str(self.tls.server_cert.parent)]
+        self.front = spawn("fleet front", argv, self.home, self.logs / "front.log", cwd=self.workdir)
+        host, port = split_address(self.listen, "--listen")
+        wait_tls("127.0.0.1" if host in WILDCARDS else host, port, self.tls.ca_cert, self.front, timeout)
+        return self.front
+
     def start_superlink(self, timeout: float = 60.0) -> Proc:
         """Start (or restart, with the same state database) the SuperLink; returns when TLS answers."""
         argv = superlink_argv(self.port, self.tls, self.workdir / "superlink.db" if self.persist else None,
@@ -158,10 +211,12 @@ class LocalFederation:
         return self.superlink
 
     def register(self, i: int) -> str:
-        """`flwr supernode register` node i's public key; returns its node id."""
+        """`flwr supernode register` node i's public key (a device's, for i >= num_nodes), over
+        loopback; returns its node id."""
         if i in self.node_ids:
             return self.node_ids[i]
-        res = run_flwr(["supernode", "register", str(self.node_key(i)[1]), CONNECTION, "--format", "json"],
+        public = self.devices[i - self.num_nodes] if i >= self.num_nodes else self.node_key(i)[1]
+        res = run_flwr(["supernode", "register", str(public), CONNECTION, "--format", "json"],
                        self.home, self.workdir, timeout=60)
         data = json.loads(res.stdout[res.stdout.find("{"):])
         if not data.get("success"):
@@ -192,8 +247,8 @@ class LocalFederation:
         return proc
 
     def wait_online(self, count: int | None = None, timeout: float = 120.0) -> dict[str, str]:
-        """Wait until `count` (default: all) registered nodes are online."""
-        want = self.num_nodes if count is None else count
+        """Wait until `count` (default: all, devices included) registered nodes are online."""
+        want = self.num_nodes + len(self.devices) if count is None else count
         deadline = time.monotonic() + timeout
         statuses: dict[str, str] = {}
         while time.monotonic() < deadline:
@@ -209,14 +264,19 @@ class LocalFederation:
                             f"online after {timeout:.0f}s: {statuses}")
 
     def start(self) -> "LocalFederation":
-        """Prepare, start the SuperLink, register and start every node, wait until all are online."""
+        """Prepare, start the SuperLink (and the front), register and start every node, register
+        the devices; wait until all are online."""
         self.prepare()
         self.start_superlink()
+        if self.listen:
+            self.start_front()
         for i in range(self.num_nodes):
             if self.auth:
                 self.register(i)
             self.start_node(i)
-        self.wait_online()
+        for k in range(len(self.devices)):
+            self.register(self.num_nodes + k)
+        self.wait_online(timeout=3600.0 if self.devices else 120.0)  # devices: whenever their owners start them
         return self
 
     def run(self, run_config: dict[str, Any], timeout: float = 1800.0, done: Path | None = None) -> str:
@@ -281,10 +341,15 @@ class LocalFederation:
         if self.superlink is not None:
             stop(self.superlink)
 
+    def stop_front(self) -> None:
+        if self.front is not None:
+            stop(self.front, timeout=10.0)
+
     def stop(self) -> dict[int, str]:
         """Stop SuperNodes, then the SuperLink, then anything left with our FLWR_HOME; returns survivors."""
         for proc in self.nodes.values():
             stop(proc, timeout=20.0)
+        self.stop_front()
         self.stop_superlink()
         return kill_leftovers(self.home)
 

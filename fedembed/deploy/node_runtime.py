@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from fedembed.errors import ConfigError
 from fedembed.federation.stream import Backoff
@@ -73,11 +73,14 @@ class InProcessNode:
     """Pull → run the ClientApp here → push, over Flower's Fleet connection."""
 
     def __init__(self, project: str, app_ref: str, node_config: dict[str, Any],
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, mods: Sequence[Callable] = ()) -> None:
+        """`mods`: Flower client mods (message, context, call_next) around the app, outermost
+        first: this node's own code, whatever the run's FAB holds (fedembed/deploy/policy.py)."""
         self.project, self.app_ref = project, app_ref
         self.node_config = dict(node_config)
         self.backoff = backoff or Backoff(POLL_MIN, POLL_MAX)
         self.app = load_app(app_ref)  # once, before connecting: an import error is the user's to see now
+        self.call = _with_mods(self.app, mods)
         self.runs: dict[int, RunInfo] = {}
         self.series: dict[int, Any] = {}  # run series -> its latest Context
         self.handled = 0
@@ -121,7 +124,7 @@ class InProcessNode:
             log.error(run.refused)
             return Message(Error(code=ErrorCode.LOAD_CLIENT_APP_EXCEPTION, reason=run.refused), reply_to=message)
         try:
-            return self.app(message=message, context=run.context)
+            return self.call(message, run.context)
         except Exception as exc:  # noqa: BLE001 - what flwr-clientapp does: the server gets an error reply
             log.exception("ClientApp raised an exception")
             reason = f"{type(exc)}:<'{exc}'>"
@@ -192,6 +195,14 @@ class InProcessNode:
                  requests[1])
 
 
+def _with_mods(app: Callable, mods: Sequence[Callable]) -> Callable:
+    """`app` wrapped in Flower client mods, the first outermost (as `ClientApp(mods=...)` does)."""
+    call = app
+    for mod in reversed(list(mods)):
+        call = (lambda m, next_: lambda message, context: m(message, context, next_))(mod, call)
+    return call
+
+
 def auth_keys(key_path: Path | None):
     """(private, public) EC keys for Flower's node authentication, or None."""
     if key_path is None:
@@ -224,11 +235,11 @@ def run_node(superlink: str, node_config: dict[str, Any], root_certificates: Pat
              auth_key: Path | None, project: str = "fedembed", app_ref: str = "client.app:app",
              backoff: Backoff | None = None, max_retries: int | None = None,
              max_wait_time: float | None = None, stop: threading.Event | None = None,
-             on_connected: Callable[[int], None] | None = None) -> int:
+             on_connected: Callable[[int], None] | None = None, mods: Sequence[Callable] = ()) -> int:
     """Connect to the SuperLink and serve messages until a signal (or `stop`); returns messages handled."""
     from flwr.supernode.fleet_http_connection import http_request_response
 
-    node = InProcessNode(project, app_ref, node_config, backoff)
+    node = InProcessNode(project, app_ref, node_config, backoff, mods)
     stop = stop or threading.Event()
     certs = root_certificates.read_bytes() if root_certificates is not None else None
     with _stop_on_signals(stop):

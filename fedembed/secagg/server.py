@@ -109,7 +109,8 @@ class ServerRound:
                              "weight_range": self.p.weight_range, "ring": self.p.ring,
                              "noise_std": float(noise_std), "dither": bool(dither),
                              "extra": self.quantizer.layout.extra, "extra_range": EXTRA_RANGE,
-                             "bit_noise_std": float(bit_noise_std)})
+                             "bit_noise_std": float(bit_noise_std),
+                             "cohort": len(self.u1)})   # m, the noise shares were calibrated for (device policy)
 
     def add_masked(self, pid: int, y: np.ndarray) -> None:
         if pid not in self.u1 or pid in self.u2:

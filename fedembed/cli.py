@@ -1,4 +1,9 @@
-"""The `fedembed` command: simulate, evaluate, export."""
+"""The `fedembed` command: simulate, evaluate, export (and deploy's and serve's subcommands).
+
+Starting it is light: building the parser imports nothing heavy (`--help` and argument errors
+need none of Flower, Ray, torch, gensim or numpy), `evaluate`, `export` and `serve` check their
+path first, and `simulate` validates its scenario and flags before it imports Flower's
+simulation runtime and Ray (tests/test_cli_startup.py)."""
 from __future__ import annotations
 
 import argparse
@@ -11,24 +16,52 @@ from typing import Any
 from fedembed.errors import FedembedError
 
 
-def _simulate(args: argparse.Namespace) -> int:
+def overrides_of(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+    """--rounds, --clients and --set as dotted-key overrides, with the flag that set each (for
+    errors); a later --set of the same key wins, as it does in the scenario."""
     overrides: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     if args.rounds is not None:
-        overrides["federation.rounds"] = args.rounds
+        overrides["federation.rounds"], origins["federation.rounds"] = args.rounds, f"--rounds {args.rounds}"
     if args.clients is not None:
         overrides["partition.num_clients"] = args.clients
+        origins["partition.num_clients"] = f"--clients {args.clients}"
     for item in args.set or []:
-        key, _, raw = item.partition("=")
-        if not _:
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
             raise FedembedError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key] = parse_value(raw)
+        overrides[key.strip()], origins[key.strip()] = parse_value(raw), f"--set {item}"
+    return overrides, origins
+
+
+def check_scenario(args: argparse.Namespace, overrides: dict[str, Any], origins: dict[str, str]) -> None:
+    """The scenario and overrides `simulate` will use, validated as it will validate them, so a
+    mistake is reported before Flower and Ray are imported (fedembed.rundir does the same again)."""
+    from fedembed import compose
+
+    if not args.resume:
+        compose.load(args.config, overrides, origins)
+        return
+    from fedembed.rundir import CONFIG
+
+    rest = {k: v for k, v in overrides.items() if k != "federation.rounds"}
+    if args.config is not None or rest:
+        compose.load(args.config, rest, origins)
+    saved = Path(args.out) / CONFIG
+    if "federation.rounds" in overrides and saved.is_file():
+        compose.load(saved, {"federation.rounds": overrides["federation.rounds"]}, origins)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    overrides, origins = overrides_of(args)
     if args.dry_run:
         from fedembed import compose
 
-        cfg = compose.load(args.config, overrides)
+        cfg = compose.load(args.config, overrides, origins)
         print(f"scenario {cfg.name!r}: what each client's update goes through, then the server")
         print("\n".join(compose.describe(cfg)))
         return 0
+    check_scenario(args, overrides, origins)
     from fedembed.simulation import simulate
 
     report = simulate(args.config, args.out, resume=args.resume, overrides=overrides, progress=not args.quiet)
@@ -56,14 +89,20 @@ def _headline(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _existing(path: Path) -> Path:
+    """`path`, or the error a missing one gets, before anything is imported to read it."""
+    if not path.is_dir() and not path.is_file():
+        raise FedembedError(f"no run directory or vectors file at {path}")
+    return path
+
+
 def _vectors(path: Path):
     from fedembed.export import load_vectors
-    from fedembed.loader import load
 
-    if path.is_dir():
+    if _existing(path).is_dir():
+        from fedembed.loader import load
+
         return load(path).vectors
-    if not path.is_file():
-        raise FedembedError(f"no run directory or vectors file at {path}")
     try:
         return load_vectors(path)
     except (ValueError, UnicodeDecodeError, EOFError, OSError) as exc:
@@ -82,17 +121,19 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    path = _existing(Path(args.path))
     from fedembed.eval.wordsim import evaluate
 
-    result = evaluate(_vectors(Path(args.path)), analogies=not args.no_analogies)
+    result = evaluate(_vectors(path), analogies=not args.no_analogies)
     print(json.dumps(result, indent=2))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
+    path = _existing(Path(args.path))
     from fedembed.export import export
 
-    kv = _vectors(Path(args.path))
+    kv = _vectors(path)
     for p in export(list(kv.index_to_key), kv.vectors, Path(args.output), args.format):
         print(p)
     return 0

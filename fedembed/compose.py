@@ -68,13 +68,11 @@ def from_dict(values: dict[str, Any]) -> Config:
     return validate(config_mod.parse(values))
 
 
-def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """A scenario file (or the defaults) with dotted overrides, parsed and validated by every package."""
-    cfg = config_mod.load(path, overrides)
-    try:
-        return validate(cfg)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
+def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+         origins: dict[str, str] | None = None) -> Config:
+    """A scenario file (or the defaults) with dotted overrides, parsed and validated by every
+    package; an error blames the flag, override or file that set the wrong value (config.load)."""
+    return config_mod.load(path, overrides, origins, validate=validate)
 
 
 # ---- the client's update pipeline

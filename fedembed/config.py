@@ -6,9 +6,12 @@ or range is a `ConfigError` naming the key.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
+import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -367,19 +370,61 @@ def flatten(tables: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+         origins: dict[str, str] | None = None, validate: Callable[[Config], Config] | None = None) -> Config:
     """Defaults, then the scenario file, then dotted-key overrides ("federation.rounds": 3);
-    parsed and `check`ed, not yet validated by the domains (fedembed.compose.load does both)."""
-    values: dict[str, Any] = read_toml(path) if path is not None else {}
-    for dotted, value in (overrides or {}).items():
+    parsed and `check`ed, then `validate`d when one is given (fedembed.compose.load passes the
+    domains' checks: this module knows none of them).
+
+    An error is prefixed with what is at fault: the override(s) whose key it names (`origins`
+    names each, e.g. {"federation.rounds": "--rounds 0"}; else "override KEY=VALUE"), the file
+    when it names a key the file sets or when the file alone is already wrong, all overrides
+    when the file alone is fine."""
+    overrides = overrides or {}
+    file_values: dict[str, Any] = read_toml(path) if path is not None else {}
+
+    def origin(dotted: str) -> str:
+        return (origins or {}).get(dotted) or f"override {dotted}={overrides[dotted]!r}"
+
+    values = copy.deepcopy(file_values)
+    for dotted, value in overrides.items():
         *sections, key = dotted.split(".")
         node = values
         for s in sections:
             node = node.setdefault(s, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"unknown key: {dotted} ({s!r} is not a table)")
+                raise ConfigError(f"{origin(dotted)}: unknown key: {dotted} ({s!r} is not a table)")
         node[key] = value
     try:
-        return parse(values)
+        cfg = parse(values)
+        return validate(cfg) if validate is not None else cfg
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
+        raise ConfigError(_blame(str(exc), path, file_values, overrides, origin, validate)) from None
+
+
+def _blame(message: str, path: str | Path | None, file_values: dict[str, Any], overrides: dict[str, Any],
+           origin: Callable[[str], str], validate: Callable[[Config], Config] | None = None) -> str:
+    """`message` prefixed with what set the wrong value(s); see `load`."""
+    def names(key: str) -> bool:
+        return re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", message) is not None
+
+    named = [k for k in overrides if names(k)]
+    if named:
+        blamed = [origin(k) for k in named]
+        if path is not None and any(names(k) for k in flatten(file_values) if k not in overrides):
+            blamed.append(str(path))
+    elif overrides and (path is None or _valid(file_values, validate)):
+        blamed = [origin(k) for k in overrides]
+    else:
+        blamed = [str(path)] if path is not None else []
+    return f"{' and '.join(blamed)}: {message}" if blamed else message
+
+
+def _valid(values: dict[str, Any], validate: Callable[[Config], Config] | None = None) -> bool:
+    try:
+        cfg = parse(copy.deepcopy(values))
+        if validate is not None:
+            validate(cfg)
+    except ConfigError:
+        return False
+    return True

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import logging
+import threading
+import unicodedata
 from pathlib import Path
 
 import grpc
@@ -22,7 +25,8 @@ from fedembed.serving._proto import embedding_service_pb2 as pb
 from fedembed.serving import EmbeddingClient, EmbeddingServer, ExactIndex, Limits, ServingError, Tls, load_model
 from fedembed.serving.index import top_k
 from fedembed.serving.model import PrivacyInfo, ServedModel
-from fedembed.serving.server import SERVICE_NAME
+from fedembed.serving import server as server_mod
+from fedembed.serving.server import SERVICE_NAME, is_loopback
 from fedembed.serving.testing import write_run_dir
 
 DIM = 16
@@ -202,6 +206,144 @@ def test_over_message_limit_is_resource_exhausted(run_dir):
         assert _code(e) == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+def test_unknown_word_echo_is_cut_short(client):
+    """A 20 KB unknown word is NOT_FOUND: echoed whole, the status message would pass the client's
+    metadata limit (16 KiB) and the client would see RESOURCE_EXHAUSTED instead."""
+    word = "ab\u00e9" * 7000
+    for call in (lambda: client.vectors([word]), lambda: client.neighbors(word, k=1),
+                 lambda: client.similarity([("w1", word)]), lambda: client.analogy("man", "king", word)):
+        with pytest.raises(ServingError) as e:
+            call()
+        assert _code(e) == grpc.StatusCode.NOT_FOUND, e.value.details[:200]
+        assert len(e.value.details) < 300 and "21000 characters" in e.value.details
+
+
+def test_control_characters_are_escaped_in_messages(client):
+    with pytest.raises(ServingError) as e:
+        client.neighbors("a\nb\x00\u2028c", k=1)
+    assert _code(e) == grpc.StatusCode.NOT_FOUND and "\n" not in e.value.details and "\\n" in e.value.details
+
+
+@pytest.mark.parametrize("call", [
+    lambda c: c.vectors(["w1", ""]),
+    lambda c: c.similarity([("", "w1")]),
+    lambda c: c.neighbors("", k=3),
+])
+def test_empty_word_is_invalid_argument(client, call):
+    with pytest.raises(ServingError) as e:
+        call(client)
+    assert _code(e) == grpc.StatusCode.INVALID_ARGUMENT and "empty" in e.value.details
+
+
+def test_query_words_are_normalised_as_training_tokens(tmp_path):
+    """Training lower-cases and NFKC-normalises tokens, so the vocabulary holds `king` and a
+    composed `fédération`: `King`, `KING` and a decomposed (NFD) `fédération` are those words."""
+    words = ["king", "f\u00e9d\u00e9ration", "o'neil", "w1", "w2"]
+    vecs = np.random.default_rng(3).normal(size=(len(words), 4)).astype(np.float32)
+    nfd = unicodedata.normalize("NFD", words[1])
+    assert nfd != words[1]
+    with EmbeddingServer(load_model(write_run_dir(tmp_path / "r", words, vecs)), port=0) as s, \
+            EmbeddingClient(s.address) as c:
+        got = c.vectors(["King", "KING", nfd, "O\u2019Neil", "king"])
+        np.testing.assert_array_equal(got, vecs[[0, 0, 1, 2, 0]])
+        assert [w for w, _ in c.neighbors("King", k=4)] == [w for w, _ in c.neighbors("king", k=4)]
+        assert c.similarity([("King", nfd)]) == c.similarity([("king", words[1])])
+        assert "king" not in dict(c.neighbors("KING", k=4))  # the query word itself is still excluded
+        with pytest.raises(ServingError) as e:
+            c.vectors(["Queen"])
+        assert _code(e) == grpc.StatusCode.NOT_FOUND and "'Queen' (nor 'queen')" in e.value.details
+
+
+def test_exact_spelling_wins_over_the_normalised_one(tmp_path):
+    """A bare vectors file may hold cased words (not from fedembed's tokenizer): `King` is then its own row."""
+    words, vecs = ["King", "king"], np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    index = ExactIndex(words, vecs)
+    np.testing.assert_array_equal(index.vector("King"), vecs[0])
+    np.testing.assert_array_equal(index.vector("KING"), vecs[1])
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e30, 1e-30, 1e-36])
+def test_query_vectors_of_any_finite_magnitude(client, kv, vocab, scale):
+    """Huge and tiny (even subnormal) finite vectors point somewhere: the answer is that of the
+    same direction at unit scale (float32 would overflow the norm at 1e19 and flush 1e-30 to 0)."""
+    direction = vocab[1][42] / np.abs(vocab[1][42]).max()
+    q = (direction.astype(np.float64) * scale).astype(np.float32)
+    assert np.isfinite(q).all() and q.any()
+    got, want = client.neighbors(q, k=5), kv.similar_by_vector(direction, topn=5)
+    assert [w for w, _ in got] == [w for w, _ in want] and got[0][0] == "w42"
+    np.testing.assert_allclose([x for _, x in got], [x for _, x in want], atol=1e-4)
+
+
+def test_index_rows_of_any_finite_magnitude(vocab):
+    """Rows far from unit scale are normalised as well as the query is (the float32 norm of a row
+    of 1e20s overflows)."""
+    words, vecs = vocab
+    plain, scaled = ExactIndex(words, vecs), ExactIndex(words, vecs * np.float32(1e20))
+    assert np.isfinite(scaled.vectors).all()
+    assert [w for w, _ in scaled.neighbors("w7", 5)] == [w for w, _ in plain.neighbors("w7", 5)]
+    np.testing.assert_allclose(scaled.unit_t, plain.unit_t, atol=1e-6)
+
+
+@pytest.mark.parametrize("host, loopback", [
+    ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("[::1]", True), ("localhost", True),
+    ("::ffff:127.0.0.1", True), ("0.0.0.0", False), ("::", False), ("10.0.0.5", False),
+    ("192.168.1.2", False), ("example.org", False),
+])
+def test_is_loopback(host, loopback):
+    assert is_loopback(host) is loopback
+
+
+def test_plain_text_on_a_non_loopback_address_is_warned_about(run_dir, monkeypatch, caplog):
+    model = load_model(run_dir)
+    with caplog.at_level(logging.WARNING, logger="fedembed.serving.server"):
+        with EmbeddingServer(model, port=0):
+            pass
+        assert not caplog.records  # loopback: nothing to say
+        # The address a server reachable from elsewhere would have; the test still binds loopback.
+        monkeypatch.setattr(server_mod, "is_loopback", lambda host: False)
+        with EmbeddingServer(model, port=0):
+            pass
+    assert len(caplog.records) == 1 and "without TLS" in caplog.text and "--tls-cert" in caplog.text
+
+
+def test_concurrent_calls_are_bounded(run_dir, monkeypatch):
+    """Past max_concurrent_rpcs a call is refused at once (RESOURCE_EXHAUSTED), not queued; the
+    server answers again once a slot is free."""
+    model = load_model(run_dir)
+    entered, release = threading.Event(), threading.Event()
+    slow = model.index.neighbors
+
+    def blocking(word, k):
+        if word == "w1":
+            entered.set()
+            release.wait(30)
+        return slow(word, k)
+
+    monkeypatch.setattr(model.index, "neighbors", blocking)
+    with EmbeddingServer(model, port=0, limits=Limits(max_concurrent_rpcs=1), workers=4) as s, \
+            EmbeddingClient(s.address, timeout=30) as c:
+        held = c.stub.NearestNeighbors.future(pb.NearestNeighborsRequest(word="w1", k=2), timeout=30)
+        assert entered.wait(30)
+        try:
+            with pytest.raises(ServingError) as e:
+                c.neighbors("w2", k=2)
+            assert _code(e) == grpc.StatusCode.RESOURCE_EXHAUSTED
+        finally:
+            release.set()
+        assert len(held.result().neighbors) == 2
+        assert len(c.neighbors("w2", k=2)) == 2
+
+
+def test_malformed_request_body_is_invalid_argument(client):
+    """Bytes that do not parse as the method's message (here: a string field holding invalid
+    UTF-8) are the caller's mistake, not INTERNAL."""
+    raw = client.channel.unary_unary(f"/{SERVICE_NAME}/GetVectors")
+    with pytest.raises(grpc.RpcError) as e:
+        raw(b"\x0a\x02\xff\xfe", timeout=10)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a valid GetVectorsRequest" in e.value.details()
+    assert client.health() == "SERVING"
+
+
 def test_port_in_use_is_a_clear_error(run_dir):
     model = load_model(run_dir)
     with EmbeddingServer(model, port=0) as s, pytest.raises(FedembedError, match="cannot listen on"):
@@ -279,7 +421,9 @@ def test_top_k_is_exact(n, k, seed, ties):
 
 # --- TLS -----------------------------------------------------------------------------------------
 
-def _self_signed(tmp: Path, name: str) -> tuple[Path, Path]:
+def _self_signed(tmp: Path, name: str, days: float = 1.0, password: bytes | None = None) -> tuple[Path, Path]:
+    """A self-signed certificate and its key, valid from 5 minutes ago for `days` (negative:
+    expired that long ago); `password` encrypts the key."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -288,9 +432,10 @@ def _self_signed(tmp: Path, name: str) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
+    start = now - datetime.timedelta(minutes=5) + min(datetime.timedelta(days=days) * 2, datetime.timedelta(0))
     cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
+            .serial_number(x509.random_serial_number()).not_valid_before(start)
+            .not_valid_after(now + datetime.timedelta(days=days))
             .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
                                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -298,7 +443,8 @@ def _self_signed(tmp: Path, name: str) -> tuple[Path, Path]:
     cert_path, key_path = tmp / f"{name}.crt", tmp / f"{name}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+                                           serialization.BestAvailableEncryption(password) if password
+                                           else serialization.NoEncryption()))
     return cert_path, key_path
 
 
@@ -326,3 +472,34 @@ def test_mutual_tls_requires_a_client_certificate(tmp_path, run_dir):
 def test_tls_missing_file_is_a_clear_error(tmp_path, run_dir):
     with pytest.raises(FedembedError, match="TLS certificate file not found"):
         EmbeddingServer(load_model(run_dir), port=0, tls=Tls(tmp_path / "nope.crt", tmp_path / "nope.key"))
+
+
+@pytest.mark.parametrize("case, says", [
+    ("cert not PEM", "TLS certificate file {cert} holds no PEM certificate"),
+    ("key not PEM", "TLS key file {key} holds no PEM private key"),
+    ("key of another certificate", "TLS key file {key} is not the key of the certificate in {cert}"),
+    ("encrypted key", "TLS key file {key} is encrypted"),
+    ("expired", "TLS certificate {cert} expired on"),
+    ("client CA not PEM", "TLS client CA file {ca} holds no PEM certificate"),
+])
+def test_bad_tls_file_is_named_with_its_fault(tmp_path, run_dir, case, says):
+    """gRPC reports every one of these as a failure to bind the port; the server says which
+    file is wrong and why, before binding."""
+    cert, key = _self_signed(tmp_path, "server", days=-1 if case == "expired" else 1,
+                             password=b"secret" if case == "encrypted key" else None)
+    ca = None
+    if case == "cert not PEM":
+        cert.write_text("not a certificate\n")
+    elif case == "key not PEM":
+        key.write_bytes(b"\x00\x01garbage")
+    elif case == "key of another certificate":
+        (tmp_path / "other").mkdir()
+        key = _self_signed(tmp_path / "other", "other")[1]
+    elif case == "client CA not PEM":
+        ca = tmp_path / "ca.crt"
+        ca.write_text("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
+    with pytest.raises(FedembedError) as e:
+        EmbeddingServer(load_model(run_dir), port=0, tls=Tls(cert, key, client_ca=ca))
+    text = str(e.value)
+    assert text.startswith(says.format(cert=cert, key=key, ca=ca)) and "\n" not in text, text
+    assert "cannot listen" not in text

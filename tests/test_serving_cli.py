@@ -12,6 +12,7 @@ import pytest
 
 from fedembed.cli import main
 from fedembed.serving import EmbeddingClient
+from fedembed.serving.cli import BLAS_ENV
 from fedembed.serving.testing import write_run_dir
 
 
@@ -23,8 +24,10 @@ def run_dir(tmp_path_factory):
 
 
 def _start(*args: str) -> tuple[subprocess.Popen, str]:
+    """`fedembed serve ...` as a user starts it: no BLAS thread variables set beforehand."""
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV}
     proc = subprocess.Popen([sys.executable, "-m", "fedembed.cli", "serve", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            stderr=subprocess.PIPE, text=True, env={**env, "PYTHONUNBUFFERED": "1"})
     line = proc.stdout.readline()
     m = re.search(r" on (127\.0\.0\.1:\d+)", line)
     if not m:
@@ -46,6 +49,8 @@ def test_serve_subprocess_answers_and_stops_on_signal(run_dir, sig):
         out, err = proc.communicate(timeout=20)
         assert proc.returncode == 0, err
         assert "stopped" in out
+        # --blas-threads (default 1) took effect: numpy was not loaded before it was applied.
+        assert "already loaded" not in err and "does not take effect" not in err, err
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -57,4 +62,17 @@ def test_serve_refuses_bad_arguments(tmp_path, run_dir, capsys):
     assert main(["serve", str(run_dir), "--port", "0", "--tls-cert", "x.pem"]) == 2
     assert "--tls-cert and --tls-key go together" in capsys.readouterr().err
     assert main(["serve", str(run_dir), "--port", "0", "--max-batch", "0"]) == 2
-    assert "max batch must be at least 1" in capsys.readouterr().err
+    assert "--max-batch must be 1 to" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--max-message-mb", "nan"), ("--max-message-mb", "inf"), ("--max-message-mb", "100000"),
+    ("--max-message-mb", "0"), ("--max-message-mb", "-1"), ("--max-batch", "3000000000"),
+    ("--max-concurrent", "0"), ("--workers", "0"), ("--blas-threads", "0"), ("--port", "70000"),
+])
+def test_serve_out_of_range_flag_is_one_line(run_dir, capsys, flag, value):
+    """One line naming the flag and exit 2, never a traceback (NaN and sizes gRPC cannot take:
+    its message limits are C ints)."""
+    assert main(["serve", str(run_dir), "--port", "0", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"fedembed: error: {flag} ") and value in err, err

@@ -29,9 +29,16 @@ _LETTERS = rf"[^\W\d_]+(?:(?=[^\x00-\x7f]){_mark_class()}+[^\W\d_]*)*"
 _WORD = re.compile(rf"{_LETTERS}(?:['\u2019]{_LETTERS})*", re.UNICODE)
 
 
+def normalize(text: str) -> str:
+    """What every token goes through before it is split: NFKC, case folding, the typographic
+    apostrophe made plain. Served queries are looked up in this form too (fedembed/serving), so
+    `King` or a decomposed `fédération` finds the row training gave the word."""
+    return unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
+
+
 def tokenize(text: str, min_len: int = 1, max_len: int = 40) -> list[str]:
     """Split `text` into lower-cased word tokens."""
-    text = unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
+    text = normalize(text)
     return [t for t in _WORD.findall(text) if min_len <= len(t) <= max_len]
 
 

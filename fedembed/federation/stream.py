@@ -27,10 +27,12 @@ import functools
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-
-from flwr.app import Message
+from typing import TYPE_CHECKING
 
 from fedembed.errors import ConfigError
+
+if TYPE_CHECKING:  # not at run time: `fedembed --help` builds its parser from modules importing this one
+    from flwr.app import Message
 
 POLL_S = 0.01
 MAX_POLL_S = 0.025

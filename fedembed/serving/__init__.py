@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import Any
 
 _WHERE = {"EmbeddingClient": "client", "ServingError": "client", "ExactIndex": "index", "ServedModel": "model",
-          "load_model": "model", "EmbeddingServer": "server", "Limits": "server", "Tls": "server"}
+          "load_model": "model", "EmbeddingServer": "server", "Limits": "limits", "Tls": "tls"}
 __all__ = sorted(_WHERE)
 
 

@@ -4,16 +4,17 @@ Every failure a client can cause becomes a status code with a message naming the
 (NOT_FOUND, INVALID_ARGUMENT, RESOURCE_EXHAUSTED); nothing a request holds can crash the
 server. Size limits are enforced twice: gRPC refuses oversized messages on the wire, and each
 handler refuses batches over `max_batch` and responses that would exceed the message limit
-before computing them.
+before computing them. A request body that does not parse is INVALID_ARGUMENT (gRPC's own
+deserialisation would answer INTERNAL), and at most `max_concurrent_rpcs` calls are admitted at
+once (gRPC answers the next RESOURCE_EXHAUSTED rather than queueing it without bound).
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from concurrent import futures
-from dataclasses import dataclass
 from functools import wraps
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -23,14 +24,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from fedembed.errors import FedembedError
 from fedembed.serving._proto import embedding_service_pb2 as pb
 from fedembed.serving._proto import embedding_service_pb2_grpc as pb_grpc
-from fedembed.serving.index import BadVector, UnknownWord
+from fedembed.serving.index import BadVector, UnknownWord, shown
+from fedembed.serving.limits import Limits
 from fedembed.serving.model import ServedModel
+from fedembed.serving.tls import Tls
 
 log = logging.getLogger(__name__)
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["EmbeddingService"].full_name
-DEFAULT_MAX_BATCH = 1024
-DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+SERVICE = pb.DESCRIPTOR.services_by_name["EmbeddingService"]
+SERVICE_NAME = SERVICE.full_name
 _BYTES_PER_ITEM = 16  # protobuf framing per repeated element, an upper bound for the size check
+__all__ = ["EmbeddingServer", "EmbeddingServicer", "Limits", "Tls", "SERVICE_NAME", "is_loopback"]
 
 
 class TooLarge(Exception):
@@ -41,50 +44,65 @@ class BadRequest(ValueError):
     """A request that can never succeed as written (INVALID_ARGUMENT)."""
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_batch: int = DEFAULT_MAX_BATCH
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback IPs (127.0.0.0/8, ::1, ::ffff:127.x); any other name or
+    address (0.0.0.0 and :: included) may be reachable from elsewhere. Names are not resolved."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
-    def __post_init__(self) -> None:
-        if self.max_batch < 1:
-            raise FedembedError(f"max batch must be at least 1, got {self.max_batch}")
-        if self.max_message_bytes < 1024:
-            raise FedembedError(f"max message size must be at least 1 KiB, got {self.max_message_bytes} bytes")
+
+class Malformed:
+    """A request body that is not the method's message (gRPC answers INTERNAL when a deserializer
+    raises, so the deserializer returns this and the handler answers INVALID_ARGUMENT)."""
+
+    def __init__(self, message: str, exc: Exception) -> None:
+        self.text = f"the request is not a valid {message}: {type(exc).__name__}"
 
 
-@dataclass(frozen=True)
-class Tls:
-    """PEM files: the server's certificate chain and key; a client CA turns on mutual TLS."""
-    cert: Path
-    key: Path
-    client_ca: Path | None = None
-
-    def credentials(self) -> grpc.ServerCredentials:
-        for what, p in (("certificate", self.cert), ("key", self.key), ("client CA", self.client_ca)):
-            if p is not None and not Path(p).is_file():
-                raise FedembedError(f"TLS {what} file not found: {p}")
-        ca = Path(self.client_ca).read_bytes() if self.client_ca else None
-        return grpc.ssl_server_credentials([(Path(self.key).read_bytes(), Path(self.cert).read_bytes())],
-                                           root_certificates=ca, require_client_auth=ca is not None)
+def _parser(cls: Any) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except Exception as exc:  # noqa: BLE001 - DecodeError, or whatever the parser raises on garbage
+            return Malformed(cls.DESCRIPTOR.name, exc)
+    return parse
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _status(fn: F) -> F:
-    """Map the index's and the handlers' errors to gRPC status codes."""
+    """Map the index's and the handlers' errors to gRPC status codes, with a one-line message."""
     @wraps(fn)
     def handler(self: "EmbeddingServicer", request: Any, context: grpc.ServicerContext) -> Any:
-        try:
-            return fn(self, request, context)
-        except UnknownWord as exc:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(exc))
-        except (BadVector, BadRequest) as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except TooLarge as exc:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        if isinstance(request, Malformed):
+            code, text = grpc.StatusCode.INVALID_ARGUMENT, request.text
+        else:
+            try:
+                return fn(self, request, context)
+            except UnknownWord as exc:
+                code, text = grpc.StatusCode.NOT_FOUND, str(exc)
+            except (BadVector, BadRequest) as exc:
+                code, text = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+            except TooLarge as exc:
+                code, text = grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+            except Exception:  # a bug, not the request: logged with its traceback, the caller told so
+                log.exception("%s failed", fn.__name__)
+                code, text = grpc.StatusCode.INTERNAL, f"{fn.__name__} failed on the server (see its log)"
+        context.abort(code, text)
     return handler  # type: ignore[return-value]
+
+
+def _word(word: str, what: str) -> str:
+    if not word:
+        raise BadRequest(f"{what} is empty")
+    return word
 
 
 class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
@@ -120,12 +138,15 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
     @_status
     def GetVectors(self, request: pb.GetVectorsRequest, context: grpc.ServicerContext) -> pb.GetVectorsResponse:
         self._batch(len(request.words), "words", 4 * self.index.dim)
-        return pb.GetVectorsResponse(vectors=[pb.Vector(values=self.index.vector(w).tolist()) for w in request.words])
+        return pb.GetVectorsResponse(vectors=[pb.Vector(values=self.index.vector(_word(w, f"word {i}")).tolist())
+                                              for i, w in enumerate(request.words)])
 
     @_status
     def Similarity(self, request: pb.SimilarityRequest, context: grpc.ServicerContext) -> pb.SimilarityResponse:
         self._batch(len(request.pairs), "pairs", 4)
-        return pb.SimilarityResponse(cosine=[self.index.similarity(p.a, p.b) for p in request.pairs])
+        return pb.SimilarityResponse(cosine=[self.index.similarity(_word(p.a, f"pair {i}'s a"),
+                                                                   _word(p.b, f"pair {i}'s b"))
+                                             for i, p in enumerate(request.pairs)])
 
     @_status
     def NearestNeighbors(self, request: pb.NearestNeighborsRequest,
@@ -134,7 +155,7 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         if which is None:
             raise BadRequest("no query: set either `word` or `vector`")
         k = self._k(request.k)
-        hits = (self.index.neighbors(request.word, k) if which == "word"
+        hits = (self.index.neighbors(_word(request.word, "query word"), k) if which == "word"
                 else self.index.neighbors_of_vector(np.asarray(request.vector.values, dtype=np.float32), k))
         return pb.NearestNeighborsResponse(neighbors=[pb.Neighbor(word=w, score=s) for w, s in hits])
 
@@ -148,6 +169,17 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         return pb.AnalogyResponse(answers=[pb.Neighbor(word=w, score=s) for w, s in hits])
 
 
+def _add_service(servicer: EmbeddingServicer, server: grpc.Server) -> None:
+    """What pb_grpc.add_EmbeddingServiceServicer_to_server does, with request parsers that never
+    raise (see Malformed)."""
+    handlers = {m.name: grpc.unary_unary_rpc_method_handler(
+                    getattr(servicer, m.name), request_deserializer=_parser(getattr(pb, m.input_type.name)),
+                    response_serializer=getattr(pb, m.output_type.name).SerializeToString)
+                for m in SERVICE.methods}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
 class EmbeddingServer:
     """A started grpc.Server with the EmbeddingService and grpc.health.v1.Health on one port."""
 
@@ -157,13 +189,14 @@ class EmbeddingServer:
                    ("grpc.max_send_message_length", limits.max_message_bytes),
                    ("grpc.so_reuseport", 0)]  # a port already in use is an error, not a silent share
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="serve"),
-                                  options=options)
-        pb_grpc.add_EmbeddingServiceServicer_to_server(EmbeddingServicer(model, limits), self.server)
+                                  options=options, maximum_concurrent_rpcs=limits.max_concurrent_rpcs)
+        _add_service(EmbeddingServicer(model, limits), self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        credentials = tls.credentials() if tls else None  # a bad TLS file is reported as such, before binding
         try:
-            bound = (self.server.add_secure_port(address, tls.credentials()) if tls
+            bound = (self.server.add_secure_port(address, credentials) if credentials
                      else self.server.add_insecure_port(address))
         except RuntimeError as exc:
             raise FedembedError(f"cannot listen on {address}: {exc}") from exc
@@ -171,6 +204,10 @@ class EmbeddingServer:
             raise FedembedError(f"cannot listen on {address} (in use or not a local address?)")
         self.host, self.port, self.tls = host, bound, tls is not None
         self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+        if tls is None and not is_loopback(host):
+            log.warning("serving %s without TLS: %s is not a loopback address, so anyone who can reach it "
+                        "can query the vectors and read the answers in transit; give --tls-cert and --tls-key "
+                        "(or listen on 127.0.0.1)", self.address, shown(host))
         self.server.start()
         for name in ("", SERVICE_NAME):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -17,6 +17,7 @@ from fedembed.data.corpus import BUILTIN, read_corpus
 from fedembed.data.partition import make as make_partitioner, stats as partition_stats
 from fedembed.data.shards import Manifest, ShardWriter
 from fedembed.errors import CorpusError
+from fedembed.rundir import mark_prepared, unprepared
 from fedembed.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,17 @@ def build_vocab(cfg: Config) -> Vocabulary:
 
 
 def prepare(cfg: Config, run_dir: Path) -> Prepared:
-    """Build (or reuse, when the run directory already has them) the vocabulary and shards."""
+    """Build (or reuse, when the run directory already has them) the vocabulary and shards;
+    only then does the run directory count as holding a run (fedembed/rundir.py)."""
+    prep = _prepare(cfg, run_dir)
+    mark_prepared(run_dir)
+    return prep
+
+
+def _prepare(cfg: Config, run_dir: Path) -> Prepared:
     shard_dir = run_dir / "data"
     vocab_path, manifest_path = run_dir / "vocab.tsv", shard_dir / "manifest.json"
-    if vocab_path.is_file() and manifest_path.is_file():
+    if vocab_path.is_file() and manifest_path.is_file() and not unprepared(run_dir):  # not a stale half
         vocab = Vocabulary.load(vocab_path)
         manifest = Manifest.load(manifest_path)
         if manifest.vocab_fingerprint == vocab.fingerprint():

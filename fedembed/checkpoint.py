@@ -9,6 +9,7 @@ import json
 import os
 import zipfile
 import zlib
+from tokenize import TokenError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,10 +59,11 @@ def load(run_dir: Path) -> State:
     except CheckpointError:
         raise
     # What a truncated or damaged archive raises: zipfile.BadZipFile, EOFError, zlib.error (a cut
-    # member), ValueError (a bad .npy header, bad JSON, bad UTF-8), MemoryError (a header
+    # member), ValueError (a bad .npy header, bad JSON, bad UTF-8), SyntaxError and
+    # tokenize.TokenError (numpy parses a member's header with ast), MemoryError (a header
     # claiming a huge array), RecursionError (absurdly nested JSON).
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, MemoryError,
-            RecursionError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, TokenError,
+            MemoryError, RecursionError) as exc:
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated or damaged?): {one_line(exc)}") from exc
     _check(path, meta, tables)
     return State(meta["round"], tables, meta["vocab_fingerprint"], meta.get("extra", {}))

@@ -270,7 +270,7 @@ def _read_npy(path: Path) -> tuple[list[str], np.ndarray]:
         # Memory-mapped: the header's shape is checked against the file's size, nothing is
         # allocated for what the file does not hold.
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except Exception as exc:  # noqa: BLE001 - numpy parses a damaged header with ast/tokenize: many error types
         raise CorpusError(f"{path}: not a readable .npy array ({one_line(exc)})") from exc
     if not isinstance(arr, np.ndarray):
         getattr(arr, "close", lambda: None)()

@@ -133,7 +133,8 @@ def _read_jsonl(path: str | os.PathLike[str]) -> Iterator[Document]:
         if first is None:
             first = (lineno, has_id)
         elif has_id != first[1]:
-            what = "has no 'client_id', but line {} has one" if not has_id else "has a 'client_id', but line {} has none"
+            what = "has no 'client_id', but line {} has one" if not has_id else \
+                "has a 'client_id', but line {} has none"
             raise CorpusError(f"{p}:{lineno}: record {what.format(first[0])}; "
                               f"give every record a client_id or none (then the file is one unit)")
         unit = client_id(obj["client_id"], f"{p}:{lineno}") if has_id else p.name

@@ -69,7 +69,9 @@ def text_lines(fh: BinaryIO, name: object, limit: int = MAX_LINE_BYTES) -> Itera
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise CorpusError(f"{name}:{lineno + 1}: not valid UTF-8 ({exc.reason})") from exc
+            before = raw[:exc.start]  # lone `\r`s before the bad byte end lines of their own
+            bad_line = lineno + 1 + before.count(b"\r") - before.count(b"\r\n")
+            raise CorpusError(f"{name}:{bad_line}: not valid UTF-8 ({exc.reason})") from exc
         if lineno == 0 and line.startswith("\ufeff"):
             line = line[1:]
         line = line.removesuffix("\n").removesuffix("\r")

@@ -9,7 +9,6 @@ import math
 from typing import Any
 
 import numpy as np
-
 from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
+from tokenize import TokenError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fedembed.data.lines import one_line
 from fedembed.errors import CheckpointError
 
 CHECKPOINT = "checkpoint.npz"
@@ -39,16 +43,48 @@ def save(run_dir: Path, state: State) -> None:
 
 
 def load(run_dir: Path) -> State:
+    """The run's checkpoint; a missing, truncated or damaged one is a `CheckpointError` naming it."""
     path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise CheckpointError(f"no checkpoint in {run_dir} (expected {path.name})")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise CheckpointError(f"checkpoint {path} is unreadable: not an .npz archive")
+        with z:
+            if "__meta__" not in z.files:
+                raise CheckpointError(f"checkpoint {path} is unreadable: no metadata (not a fedembed checkpoint?)")
             meta = json.loads(bytes(z["__meta__"]).decode())
             tables = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("table/")}
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"checkpoint {path} is unreadable: {exc}") from exc
+    except CheckpointError:
+        raise
+    # What a truncated or damaged archive raises: zipfile.BadZipFile, EOFError, zlib.error (a cut
+    # member), ValueError (a bad .npy header, bad JSON, bad UTF-8), SyntaxError and
+    # tokenize.TokenError (numpy parses a member's header with ast), MemoryError (a header
+    # claiming a huge array), RecursionError (absurdly nested JSON).
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error, SyntaxError, TokenError,
+            MemoryError, RecursionError) as exc:
+        raise CheckpointError(f"checkpoint {path} is unreadable (truncated or damaged?): {one_line(exc)}") from exc
+    _check(path, meta, tables)
     return State(meta["round"], tables, meta["vocab_fingerprint"], meta.get("extra", {}))
+
+
+def _check(path: Path, meta: object, tables: dict[str, np.ndarray]) -> None:
+    """What `load`'s callers rely on: a round, a vocabulary fingerprint, floating-point tables."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path} is unreadable: its metadata is not an object")
+    rnd = meta.get("round")
+    if not isinstance(rnd, int) or isinstance(rnd, bool) or rnd < 0:
+        raise CheckpointError(f"checkpoint {path} is unreadable: 'round' must be an integer >= 0, got {rnd!r}")
+    if not isinstance(meta.get("vocab_fingerprint"), str):
+        raise CheckpointError(f"checkpoint {path} is unreadable: no vocabulary fingerprint")
+    if not isinstance(meta.get("extra", {}), dict):
+        raise CheckpointError(f"checkpoint {path} is unreadable: 'extra' must be an object")
+    if not tables:
+        raise CheckpointError(f"checkpoint {path} is unreadable: it holds no tables")
+    for name, t in tables.items():
+        if not np.issubdtype(t.dtype, np.floating):
+            raise CheckpointError(f"checkpoint {path}: table {name!r} is {t.dtype}, expected floating point")
 
 
 def exists(run_dir: Path) -> bool:

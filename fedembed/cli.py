@@ -105,6 +105,8 @@ def _vectors(path: Path):
         return load(path).vectors
     try:
         return load_vectors(path)
+    except FedembedError:
+        raise  # already one line naming the file (and line)
     except (ValueError, UnicodeDecodeError, EOFError, OSError) as exc:
         raise FedembedError(f"cannot read vectors from {path}: expected word2vec text or binary, "
                             f"or .npy with its .vocab.txt ({exc})") from exc
@@ -121,10 +123,13 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    path = _existing(Path(args.path))
-    from fedembed.eval.wordsim import evaluate
+    from fedembed.checkpoint import CHECKPOINT
+    from fedembed.eval.wordsim import evaluate, require_finite
 
-    result = evaluate(_vectors(path), analogies=not args.no_analogies)
+    path = _existing(Path(args.path))
+    kv = _vectors(path)
+    require_finite(kv, path / CHECKPOINT if path.is_dir() else path)  # a run's vectors come from its checkpoint
+    result = evaluate(kv, analogies=not args.no_analogies)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from gensim.models import KeyedVectors
 
 from fedembed import checkpoint, compose, config as config_mod, metrics, models
+from fedembed.data.lines import one_line
 from fedembed.errors import CheckpointError
 from fedembed.export import keyed_vectors
+from fedembed.metrics import METRICS
 from fedembed.report import REPORT
 from fedembed.rundir import CONFIG
 from fedembed.vocab import Vocabulary
@@ -27,13 +29,35 @@ class Run:
 
 
 def load(run_dir: str | Path) -> Run:
+    """A run directory's parts; a missing, damaged or inconsistent part is one error naming the file."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG).is_file():
         raise CheckpointError(f"{run_dir} is not a fedembed run directory (no {CONFIG})")
     cfg = compose.load(run_dir / CONFIG)
     state = checkpoint.load(run_dir)
-    vocab = Vocabulary.load(run_dir / "vocab.tsv")
-    kv = keyed_vectors(vocab.words, models.make(cfg).word_vectors(state.tables))
-    report_path = run_dir / REPORT
-    report = json.loads(report_path.read_text()) if report_path.is_file() else None
-    return Run(run_dir, cfg, state.round, kv, metrics.read(run_dir), report)
+    vocab_path = run_dir / "vocab.tsv"
+    vocab = Vocabulary.load(vocab_path)
+    ckpt = run_dir / checkpoint.CHECKPOINT
+    if state.vocab_fingerprint != vocab.fingerprint():
+        raise CheckpointError(f"{ckpt} was trained on another vocabulary than {vocab_path}")
+    try:
+        vectors = models.make(cfg).word_vectors(state.tables)
+    except KeyError as exc:
+        raise CheckpointError(f"{ckpt} has no table {exc} (model.family = {cfg.model.family!r})") from exc
+    if vectors.ndim != 2 or vectors.shape[0] != len(vocab):
+        raise CheckpointError(f"{ckpt}: word vectors of shape {vectors.shape}, expected {len(vocab)} rows "
+                              f"(the words of {vocab_path})")
+    kv = keyed_vectors(vocab.words, vectors)
+    return Run(run_dir, cfg, state.round, kv, _json_part(run_dir / METRICS, lambda: metrics.read(run_dir)),
+               _json_part(run_dir / REPORT, lambda: _report(run_dir / REPORT)))
+
+
+def _report(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _json_part(path: Path, read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON or bad UTF-8
+        raise CheckpointError(f"{path} is unreadable: {one_line(exc)}") from exc

@@ -3,16 +3,27 @@
 A new run never overwrites a directory that already holds a run (nothing saved is lost);
 a resumed run refuses a scenario that differs from the one it started with, except for
 `federation.rounds`, which may grow.
+
+A run counts as started only once its data is prepared: a new run writes the marker
+`PREPARING` next to its config, and `fedembed.data.prepare.prepare` removes it when the
+vocabulary and shards are complete (`mark_prepared`). A directory still holding the marker
+and no checkpoint failed (or was killed) while preparing: it holds nothing that cannot be
+rebuilt, so a new run may take it over and `--resume` may start it afresh, with the scenario
+it was given or, without one, with the saved one.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Callable
 
 from fedembed import checkpoint, compose, config as config_mod
+from fedembed.preparing import PREPARING, unprepared
 from fedembed.errors import CheckpointError, ConfigError
 
 CONFIG = "config.toml"
+
+log = logging.getLogger(__name__)
 
 
 def open_run_dir(out: Path, scenario: str | Path | config_mod.Config | None, overrides: dict[str, Any] | None,
@@ -25,6 +36,9 @@ def open_run_dir(out: Path, scenario: str | Path | config_mod.Config | None, ove
         saved_path = out / CONFIG
         if not saved_path.is_file():
             raise CheckpointError(f"cannot resume: {out} has no {CONFIG} (was a run started there?)")
+        if unprepared(out) and (scenario is not None or overrides):
+            # Nothing was trained: the scenario (or settings) given replace those that never got going.
+            return _start(out, scenario if scenario is not None else compose.load(saved_path), overrides, check)
         saved = compose.load(saved_path)
         if check is not None:
             check(saved)
@@ -43,14 +57,23 @@ def open_run_dir(out: Path, scenario: str | Path | config_mod.Config | None, ove
             compose.validate(saved)
             saved.save(saved_path)
         return saved, out
+    if ((out / CONFIG).exists() or checkpoint.exists(out)) and not unprepared(out):
+        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    return _start(out, scenario, overrides, check)
+
+
+def _start(out: Path, scenario: str | Path | config_mod.Config | None, overrides: dict[str, Any],
+           check: Callable[[config_mod.Config], None] | None) -> tuple[config_mod.Config, Path]:
+    """A new run in `out` (empty, or left by a run that never finished preparing)."""
     cfg = scenario if isinstance(scenario, config_mod.Config) else compose.load(scenario, overrides)
     if isinstance(scenario, config_mod.Config) and overrides:
         cfg = compose.load(None, {**config_mod.flatten(cfg.to_dict()), **overrides})
     if check is not None:
         check(cfg)
-    if (out / CONFIG).exists() or checkpoint.exists(out):
-        raise ConfigError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if unprepared(out):
+        log.info("%s holds a run that never finished preparing its data: starting over there", out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / PREPARING).touch()  # first: a config without the marker means a run whose data was prepared
     cfg.save(out / CONFIG)
     return cfg, out
 

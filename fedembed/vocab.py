@@ -56,7 +56,10 @@ class Vocabulary:
     @classmethod
     def load(cls, path: Path) -> "Vocabulary":
         words, counts = read_word_list(path)
-        return cls(words, counts)
+        try:
+            return cls(words, counts)
+        except CorpusError as exc:
+            raise CorpusError(f"{path}: {exc}") from None
 
 
 def from_counts(counts: Counter[str], min_count: int = 1, max_size: int = 0) -> Vocabulary:
@@ -73,15 +76,27 @@ def from_counts(counts: Counter[str], min_count: int = 1, max_size: int = 0) -> 
     return Vocabulary([w for w, _ in items], np.array([c for _, c in items], dtype=np.int64))
 
 
+MAX_COUNT = 2 ** 40  # ~1.1e12: above any real word count, and V of them still sum within int64
+
+
 def read_word_list(path: Path) -> tuple[list[str], list[int]]:
-    """A word list: `word` or `word<whitespace>count` per line. Without counts, Zipf's law by rank."""
+    """A word list: `word` or `word<whitespace>count` per line. Without counts, Zipf's law by rank.
+
+    Lines are read bounded (fedembed/data/lines.py), so a file without line breaks is refused
+    with its line, not held whole."""
+    from fedembed.data.lines import raw_lines
+
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"word-list file does not exist: {path}")
     words: list[str] = []
     counts: list[int | None] = []
-    with open(path, "rb") as fh:
-        for lineno, raw in enumerate(fh, start=1):
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise CorpusError(f"cannot read word-list file {path}: {exc.strerror or exc}") from exc
+    with fh:
+        for lineno, raw in raw_lines(fh, path):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -90,15 +105,18 @@ def read_word_list(path: Path) -> tuple[list[str], list[int]]:
             if not parts or parts[0].startswith("#"):
                 continue
             if len(parts) > 2:
-                raise CorpusError(f"{path}:{lineno}: expected 'word' or 'word count', got {line.strip()!r}")
+                raise CorpusError(f"{path}:{lineno}: expected 'word' or 'word count', got {_clip(line.strip())!r}")
             count = None
             if len(parts) == 2:
                 try:
                     count = int(parts[1])
                 except ValueError as exc:
-                    raise CorpusError(f"{path}:{lineno}: count {parts[1]!r} is not an integer") from exc
+                    raise CorpusError(f"{path}:{lineno}: count {_clip(parts[1])!r} is not an integer") from exc
                 if count < 1:
                     raise CorpusError(f"{path}:{lineno}: count must be positive, got {count}")
+                if count > MAX_COUNT:
+                    raise CorpusError(f"{path}:{lineno}: count {_clip(parts[1])} is above {MAX_COUNT} (2^40), "
+                                      f"more than any corpus holds")
             words.append(parts[0])
             counts.append(count)
     if not words:
@@ -109,6 +127,11 @@ def read_word_list(path: Path) -> tuple[list[str], list[int]]:
         top = 10 * len(words)
         counts = [max(1, top // (rank + 1)) for rank in range(len(words))]
     return words, [int(c) for c in counts]  # type: ignore[arg-type]
+
+
+def _clip(text: str, n: int = 60) -> str:
+    """A bad field quoted in an error, cut short (a line may be megabytes long)."""
+    return text if len(text) <= n else text[:n] + "…"
 
 
 def from_word_list(path: Path, min_count: int = 1, max_size: int = 0) -> Vocabulary:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
-import subprocess
-import sys
 import textwrap
 from collections import Counter
 
@@ -15,6 +13,7 @@ import pytest
 from fedembed.data.corpus import Document, detect_format, read_corpus
 from fedembed.data.tokenize import tokenize
 from fedembed.errors import CorpusError
+from peak_memory import run_fresh
 
 
 def docs(path, fmt="auto") -> list[Document]:
@@ -96,14 +95,43 @@ def test_directory_each_file_is_a_unit(tmp_path):
 def test_jsonl_client_ids(tmp_path):
     p = tmp_path / "data.jsonl"
     rows = [{"client_id": "alice", "text": "Hello there"}, {"client_id": 7, "text": "numbers 123 dropped"},
-            {"text": "no client id"}, {"client_id": "alice", "text": "   "}, {"client_id": None, "text": "null id"}]
+            {"client_id": "7", "text": "same client"}, {"client_id": "alice", "text": "   "}]
     p.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
     out = docs(p)
     assert detect_format(p) == "jsonl"
     assert [(d.unit, d.tokens) for d in out] == [
-        ("alice", ["hello", "there"]), ("7", ["numbers", "dropped"]),
-        ("data.jsonl", ["no", "client", "id"]), ("data.jsonl", ["null", "id"])]
+        ("alice", ["hello", "there"]), ("7", ["numbers", "dropped"]), ("7", ["same", "client"])]
     assert out[1].origin == f"{p}:2"
+
+
+def test_jsonl_without_client_ids_is_one_unit(tmp_path):
+    p = tmp_path / "data.jsonl"
+    p.write_text('{"text": "no client id"}\n{"text": "nor here"}\n', encoding="utf-8")
+    assert [(d.unit, d.tokens) for d in docs(p)] == [("data.jsonl", ["no", "client", "id"]),
+                                                     ("data.jsonl", ["nor", "here"])]
+
+
+@pytest.mark.parametrize("raw, got", [
+    ("null", "got null"), ("NaN", "got NaN"), ("7.0", "got number 7.0"), ("1e400", "got number inf"),
+    ("true", "got boolean true"), ('{"id": 1}', "got object"), ("[1]", "got array"), ('"  "', "got a blank string"),
+    ('"\\ud800"', "not valid Unicode"),
+])
+def test_jsonl_client_id_that_is_not_an_id_is_refused(tmp_path, raw, got):
+    """A missing/null/NaN/float/boolean/structured id was silently grouped under the file name."""
+    p = tmp_path / "d.jsonl"
+    p.write_text('{"client_id": "a", "text": "fine"}\n{"client_id": ' + raw + ', "text": "words"}\n')
+    msg = raises(p, rf"^{p}:2: 'client_id' ")
+    assert got in msg
+
+
+@pytest.mark.parametrize("rows, line", [
+    (['{"client_id": "a", "text": "x"}', '{"text": "y"}'], 2),
+    (['{"text": "x"}', "", '{"client_id": "a", "text": "y"}'], 3),
+])
+def test_jsonl_mixing_records_with_and_without_client_id_is_refused(tmp_path, rows, line):
+    p = tmp_path / "d.jsonl"
+    p.write_text("\n".join(rows) + "\n")
+    assert "every record a client_id or none" in raises(p, rf"^{p}:{line}: record has")
 
 
 def test_jsonl_with_bom(tmp_path):
@@ -171,8 +199,8 @@ def test_large_file_is_streamed(tmp_path):
             fh.write(block)
     size = p.stat().st_size
     assert size > 60e6
-    res = subprocess.run([sys.executable, "-c", _STREAM_SCRIPT, str(p)], capture_output=True, text=True,
-                         timeout=120, check=True)
+    res = run_fresh(_STREAM_SCRIPT, str(p), timeout=120)  # a grandchild: pytest's own peak would hide growth
+    assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout)
     assert out["docs"] == lines and out["tokens"] == 180 * lines
     growth = out["growth_kb"] * 1024

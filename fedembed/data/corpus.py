@@ -7,16 +7,14 @@ and its origin (file and line) so errors can name where they come from.
 """
 from __future__ import annotations
 
-import bz2
 import functools
-import gzip
-import io
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import BinaryIO, Iterator
 
+from fedembed.data.lines import READ_ERRORS, one_line, opener, text_lines
 from fedembed.data.tokenize import tokenize, wiki_tokenizer
 from fedembed.errors import CorpusError
 from fedembed.signals import default_signal_handlers
@@ -73,44 +71,29 @@ def read_corpus(path: str | os.PathLike[str], fmt: str = "auto") -> Iterator[Doc
         raise CorpusError(f"corpus {path} is empty: no line has a word token")
 
 
-def _opener(path: Path):
-    return {".gz": gzip.open, ".bz2": bz2.open}.get(path.suffix.lower(), open)
-
-
-def _open_text(path: Path) -> IO[str]:
-    """Open a (possibly gzip/bz2-compressed) UTF-8 file, refusing binary content early."""
+def _open_binary(path: Path) -> BinaryIO:
+    """Open a (possibly gzip/bz2-compressed) file for bounded line reading, refusing binary content early."""
     try:
-        raw = _opener(path)(path, "rb")
-        head = raw.read(_SNIFF_BYTES)
+        raw = opener(path)(path, "rb")
     except OSError as exc:
-        raise CorpusError(f"cannot read corpus file {path}: {exc}") from exc
+        raise CorpusError(f"cannot read corpus file {path}: {one_line(exc)}") from exc
+    try:
+        head = raw.read(_SNIFF_BYTES)
+        raw.seek(0)
+    except READ_ERRORS as exc:
+        raw.close()
+        raise CorpusError(f"cannot read corpus file {path}: {one_line(exc)}") from exc
     if b"\x00" in head:
         raw.close()
         raise CorpusError(f"{path} looks binary (NUL bytes in its first {_SNIFF_BYTES} bytes), not UTF-8 text")
-    raw.seek(0)
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline=None)  # -sig: skip a BOM
+    return raw
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with _open_text(path) as fh:
-        lineno = 0
-        try:
-            for lineno, line in enumerate(fh, start=1):
-                yield lineno, line
-        except UnicodeDecodeError as exc:
-            # The text layer decodes whole chunks ahead of the line being read: find the line.
-            raise CorpusError(f"{path}:{_undecodable_line(path, lineno + 1)}: not valid UTF-8 ({exc.reason})") from exc
-
-
-def _undecodable_line(path: Path, default: int) -> int:
-    """1-based number of the first line that is not valid UTF-8 ('\\n' never occurs inside a UTF-8 sequence)."""
-    with _opener(path)(path, "rb") as raw:
-        for lineno, line in enumerate(raw, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
-                return lineno
-    return default
+    """(line number, line) of a UTF-8 text file, a line at most `MAX_LINE_BYTES` long
+    (fedembed/data/lines.py: why a longer one is refused, not split)."""
+    with _open_binary(path) as fh:
+        yield from text_lines(fh, path)
 
 
 def _read_text(path: str | os.PathLike[str], unit: str | None = None) -> Iterator[Document]:
@@ -132,22 +115,72 @@ def _read_dir(path: str | os.PathLike[str]) -> Iterator[Document]:
 
 
 def _read_jsonl(path: str | os.PathLike[str]) -> Iterator[Document]:
+    """One record per line: `text` (a string) and `client_id`, the record's natural unit.
+
+    `client_id` rule: a string (not blank) or an integer, which is stringified (so `7` and
+    `"7"` are the same client). Null, NaN, other numbers, booleans, arrays and objects are
+    refused with the file and line: each is a data bug (a pandas NaN, a float id that would
+    split `7` from `7.0`), not an id. A file gives every record a `client_id` or none (then
+    the file is one unit, as a text file is): a record without one among records with one
+    would otherwise be grouped silently under the file name."""
     p = Path(path)
+    first: tuple[int, bool] | None = None  # (line, has client_id) of the file's first record
     for lineno, line in _lines(p):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CorpusError(f"{p}:{lineno}: invalid JSON ({exc.msg})") from exc
-        if not isinstance(obj, dict) or "text" not in obj:
-            raise CorpusError(f"{p}:{lineno}: JSON Lines record has no 'text' field")
-        if not isinstance(obj["text"], str):
-            raise CorpusError(f"{p}:{lineno}: 'text' must be a string, got {type(obj['text']).__name__}")
-        unit = str(obj["client_id"]) if obj.get("client_id") is not None else p.name
+        obj = _json_record(p, lineno, line)
+        has_id = "client_id" in obj
+        if first is None:
+            first = (lineno, has_id)
+        elif has_id != first[1]:
+            what = "has no 'client_id', but line {} has one" if not has_id else \
+                "has a 'client_id', but line {} has none"
+            raise CorpusError(f"{p}:{lineno}: record {what.format(first[0])}; "
+                              f"give every record a client_id or none (then the file is one unit)")
+        unit = client_id(obj["client_id"], f"{p}:{lineno}") if has_id else p.name
         tokens = tokenize(obj["text"])
         if tokens:
             yield Document(unit, f"{p}:{lineno}", tokens)
+
+
+def _json_record(p: Path, lineno: int, line: str) -> dict:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise CorpusError(f"{p}:{lineno}: invalid JSON ({exc.msg})") from exc
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise CorpusError(f"{p}:{lineno}: invalid JSON ({one_line(exc)})") from exc
+    except RecursionError as exc:
+        raise CorpusError(f"{p}:{lineno}: invalid JSON (nested too deeply)") from exc
+    if not isinstance(obj, dict) or "text" not in obj:
+        raise CorpusError(f"{p}:{lineno}: JSON Lines record has no 'text' field")
+    if not isinstance(obj["text"], str):
+        raise CorpusError(f"{p}:{lineno}: 'text' must be a string, got {type(obj['text']).__name__}")
+    return obj
+
+
+def client_id(value: object, where: str) -> str:
+    """A JSON Lines `client_id` as a unit name (see `_read_jsonl` for the rule)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CorpusError(f"{where}: 'client_id' is not valid Unicode (a lone surrogate escape)") from None
+        return value
+    got = "a blank string" if isinstance(value, str) else _json_type(value)
+    raise CorpusError(f"{where}: 'client_id' must be a non-blank string or an integer, got {got}")
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"boolean {str(value).lower()}"
+    if isinstance(value, float):
+        return "NaN" if value != value else f"number {value!r}"
+    return {dict: "object", list: "array", str: "string", int: "integer"}.get(type(value), type(value).__name__)
 
 
 def _read_builtin(_: str | os.PathLike[str] = BUILTIN) -> Iterator[Document]:

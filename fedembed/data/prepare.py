@@ -17,6 +17,7 @@ from fedembed.data.corpus import BUILTIN, read_corpus
 from fedembed.data.partition import make as make_partitioner, stats as partition_stats
 from fedembed.data.shards import Manifest, ShardWriter
 from fedembed.errors import CorpusError
+from fedembed.preparing import mark_prepared, unprepared
 from fedembed.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,17 @@ Plant = Callable[[Config, Vocabulary, Path, Path, Manifest], Manifest]
 
 
 def prepare(cfg: Config, run_dir: Path, plant: Plant | None = None) -> Prepared:
-    """Build (or reuse, when the run directory already has them) the vocabulary and shards."""
+    """Build (or reuse, when the run directory already has them) the vocabulary and shards;
+    only then does the run directory count as holding a run (fedembed/rundir.py)."""
+    prep = _prepare(cfg, run_dir, plant)
+    mark_prepared(run_dir)
+    return prep
+
+
+def _prepare(cfg: Config, run_dir: Path, plant: Plant | None) -> Prepared:
     shard_dir = run_dir / "data"
     vocab_path, manifest_path = run_dir / "vocab.tsv", shard_dir / "manifest.json"
-    if vocab_path.is_file() and manifest_path.is_file():
+    if vocab_path.is_file() and manifest_path.is_file() and not unprepared(run_dir):  # not a stale half
         vocab = Vocabulary.load(vocab_path)
         manifest = Manifest.load(manifest_path)
         if manifest.vocab_fingerprint == vocab.fingerprint():

@@ -111,13 +111,26 @@ def parse_record_dp(content: RecordDict) -> dict[str, Any] | None:
 
 
 def _reply_parts(content: RecordDict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:
+    from fedembed.errors import UpdateError
+
     for name in (UPDATE, WEIGHTS):
         if name not in content.array_records:
-            from fedembed.errors import UpdateError
             raise UpdateError(f"reply has no {name!r} record")
     metrics = dict(content.metric_records[METRICS]) if METRICS in content.metric_records else {}
-    return (from_arrays(content.array_records[UPDATE]), from_arrays(content.array_records[WEIGHTS]),
-            {k: float(v) for k, v in metrics.items()})
+    for k, v in metrics.items():
+        if isinstance(v, list):
+            raise UpdateError(f"reply's metric {k!r} is a list, expected a number")
+    return _reply_arrays(content, UPDATE), _reply_arrays(content, WEIGHTS), {k: float(v) for k, v in metrics.items()}
+
+
+def _reply_arrays(content: RecordDict, name: str) -> dict[str, np.ndarray]:
+    """A reply's record as arrays; bytes that are no array (garbage, a pickled object) are an
+    UpdateError, like any other malformed reply, not an exception that ends the round."""
+    try:
+        return from_arrays(content.array_records[name])
+    except (ValueError, TypeError, EOFError, OSError) as exc:
+        from fedembed.errors import UpdateError
+        raise UpdateError(f"reply's {name!r} record holds an unreadable array ({' '.join(str(exc).split())})") from exc
 
 
 def parse_reply(content: RecordDict, shapes: dict[str, tuple[int, ...]] | None = None
@@ -125,7 +138,7 @@ def parse_reply(content: RecordDict, shapes: dict[str, tuple[int, ...]] | None =
     """Dense tables and weights; a sparse reply is checked and expanded against `shapes`."""
     tables, weights, metrics = _reply_parts(content)
     if ROWS in content.array_records:
-        tables, weights = sparse_mod.unpack(tables, weights, from_arrays(content.array_records[ROWS]), shapes)
+        tables, weights = sparse_mod.unpack(tables, weights, _reply_arrays(content, ROWS), shapes)
     return tables, weights, metrics
 
 
@@ -138,7 +151,7 @@ def parse_sparse_reply(content: RecordDict, shapes: dict[str, tuple[int, ...]]
     if ROWS not in content.array_records:
         return None
     values, weights, metrics = _reply_parts(content)
-    rows = from_arrays(content.array_records[ROWS])
+    rows = _reply_arrays(content, ROWS)
     sparse_mod.check(values, weights, rows, shapes)
     return values, weights, rows, metrics
 

@@ -30,6 +30,7 @@ from fedembed.attacks.privacy import params as attack_params
 from fedembed.config import Config
 from fedembed.data import partition
 from fedembed.data.partition import params as partition_params
+from fedembed.discovery import params as discovery_params
 from fedembed.errors import ConfigError
 from fedembed.federation import behaviour
 from fedembed.privacy import params as privacy_params, record_params, user_dp
@@ -50,7 +51,7 @@ REGISTRIES = (("partition.name", lambda c: c.partition.name, partition.PARTITION
 # Every package's check of its own keys, in the order they run (cheap: no training, no I/O).
 CHECKS: tuple[Callable[[Config], None], ...] = (
     privacy_params.check, record_params.check, partition_params.check, behaviour.check,
-    attack_params.check, robust.check, adversaries.check, secagg_params.check, check_pool)
+    attack_params.check, robust.check, adversaries.check, secagg_params.check, check_pool, discovery_params.check)
 
 
 def validate(cfg: Config) -> Config:

@@ -28,11 +28,29 @@ class DataConfig:
 
 
 @dataclass
+class DiscoveryConfig:
+    """Private vocabulary discovery, `[vocab.discovery]` (fedembed/discovery): used with vocab.mode = "discovered"."""
+    epsilon: float = 1.0           # ε the discovery spends (user level, at privacy's δ); counted in privacy.target_epsilon
+    alphabet: str = "abcdefghijklmnopqrstuvwxyz'"   # symbols the trie grows over; words with others are not found
+    max_length: int = 15           # longer words are not found
+    first_chunk: int = 3           # symbols the first trie level adds
+    chunk: int = 2                 # symbols every later level adds
+    trie_share: float = 0.6        # share of the discovery's budget (RDP: of 1/z²) spent growing the trie
+    refine_rounds: int = 1         # rounds over the trie's candidate words that share the rest
+    max_prefixes: int = 1000       # prefixes a trie level keeps (the highest noisy votes)
+    prefix_false_positives: float = 50.0      # expected noise-only prefixes above a level's threshold
+    candidate_false_positives: float = 5000.0  # expected noise-only candidate words a trie level adds
+    false_positives: float = 0.05  # expected noise-only words in the discovered vocabulary
+    clients_per_round: int = 0     # Poisson-sampled voters per round in expectation; 0 = every client
+
+
+@dataclass
 class VocabConfig:
-    mode: str = "public"
+    mode: str = "public"           # public (a public corpus or word list) | discovered (fedembed/discovery)
     source: str = "builtin"        # "builtin" (reference corpus) or a word-list file
     min_count: int = 5
     max_size: int = 0              # 0 = no limit
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
 
 
 @dataclass
@@ -244,7 +262,7 @@ DEVICES = "devices"   # data.format: every node trains its own corpus (`fedembed
 
 _CHOICES = {
     "data.format": {"auto", "text", "dir", "jsonl", "builtin", "devices"},
-    "vocab.mode": {"public"},
+    "vocab.mode": {"public", "discovered"},
     "federation.row_weight": {"count", "presence"},
     "privacy.accountant": {"rdp", "prv"},
     "privacy.denominator": {"noisy", "public"},

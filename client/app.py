@@ -12,10 +12,12 @@ from flwr.app import Context, Error, Message
 from flwr.clientapp import ClientApp
 
 from fedembed import compose
+from fedembed.discovery import client as discovery_client
 from fedembed.federation import behaviour, client, pool, secure_client, wire
 
 app = ClientApp()
 secure_client.register(app, compose.secure_pipeline)  # SecAgg+'s stages (train.secagg_share, …)
+discovery_client.register(app)  # vocabulary discovery's votes (query.discovery_vote, train.secagg_vote)
 
 
 @app.query()

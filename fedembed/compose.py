@@ -120,6 +120,9 @@ def build_server(cfg: Config, run_dir: Path, prep: "Prepared", state: "checkpoin
     from fedembed.privacy.session import PrivacySession
 
     rule = aggregate.make(cfg)
+    if cfg.vocab.mode == "discovered":      # the discovery's rounds go into the ledger first: one budget
+        from fedembed.discovery.accounting import prime
+        prime(cfg, state.extra, run_dir)
     privacy = PrivacySession(cfg, state.extra, public_counts=prep.vocab.counts)  # resolves z before any training
     transport = SecureTransport(cfg) if cfg.secagg.enabled else PlainTransport(cfg)
     round_quality = (lambda tables: per_round.figures(cfg, prep.vocab.words, tables)) if cfg.eval.every_round \
@@ -127,6 +130,14 @@ def build_server(cfg: Config, run_dir: Path, prep: "Prepared", state: "checkpoin
     return ServerParts(privacy=privacy, copies=ServerCopies(state.extra), transport=transport,
                        collector=rule.collector, apply=server_step(cfg), observers=Observers(observers),
                        round_quality=round_quality)
+
+
+def discover_vocabulary(grid, cfg: Config, run_dir: Path) -> None:
+    """`vocab.mode = "discovered"`: the discovery rounds (fedembed/discovery) before anything is prepared;
+    they leave the run's vocab.tsv, which preparation then uses. Nothing to do in public mode."""
+    if cfg.vocab.mode == "discovered":
+        from fedembed.discovery.rounds import ensure
+        ensure(grid, cfg, run_dir)
 
 
 def server_step(cfg: Config) -> Callable[[dict, dict], None]:
@@ -151,7 +162,14 @@ def describe(cfg: Config) -> list[str]:
     """The update pipeline and the server's path for this scenario, one line a stage."""
     from fedembed.privacy.params import resolve
 
-    lines = ["client: local training (" + cfg.model.family
+    lines = []
+    if cfg.vocab.mode == "discovered":
+        from fedembed.discovery.params import resolve as discovery
+        d = discovery(cfg)
+        lines.append(f"vocabulary: discovered privately before training: {len(d.chunks)} trie levels and "
+                     f"{d.refine_rounds} refinement round(s), ε = {d.epsilon:g} at δ = {d.delta:.3g} "
+                     f"(charged to the user-level ledger with training)")
+    lines += ["client: local training (" + cfg.model.family
              + (f", record-level DP-SGD per {cfg.privacy.record.unit}" if cfg.privacy.record.enabled else "")
              + f", {cfg.train.local_epochs} local epoch(s))"]
     adv = adversaries.describe(cfg)

@@ -26,6 +26,7 @@ def federate(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: b
     """Run (or resume) a validated scenario over a Flower Grid; returns report.json's content."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    compose.discover_vocabulary(grid, cfg, run_dir)      # vocab.mode = "discovered": the run's vocab.tsv
     prep = prepare(cfg, run_dir, plant=plant)
     state = initial_state(run_dir, prep, resume, compose.init_tables(cfg))
     watched = attacks.observers(cfg)

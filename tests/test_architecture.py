@@ -135,6 +135,8 @@ UPSTREAM = {
                             "fedembed.plots", "fedembed.summary", "server", "client"),
     "fedembed/attacks": ("fedembed.federation", "fedembed.compose", "fedembed.run", "fedembed.secagg"),
     "fedembed/summary.py": ("fedembed.plots",),
+    "fedembed/discovery": ("fedembed.compose", "fedembed.run", "fedembed.report", "fedembed.attacks", "server",
+                           "client"),
 }
 
 

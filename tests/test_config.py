@@ -75,7 +75,7 @@ def test_int_accepted_for_float():
     ({"model": {"ns_exponent": math.nan}}, r"model\.ns_exponent must be >= 0"),
     ({"federation": {"round_timeout": -1}}, r"federation\.round_timeout must be >= 0"),
     ({"vocab": {"max_size": -1}}, r"vocab\.max_size must be >= 0"),
-    ({"vocab": {"mode": "private"}}, r"vocab\.mode: 'private' is not one of \['public'\]"),
+    ({"vocab": {"mode": "private"}}, r"vocab\.mode: 'private' is not one of \['discovered', 'public'\]"),
     ({"data": {"format": "xml"}}, r"data\.format: 'xml' is not one of"),
     ({"federation": {"aggregate": "geometric_median"}}, r"federation\.aggregate: 'geometric_median'"),
     ({"federation": {"row_weight": "x"}}, r"federation\.row_weight"),

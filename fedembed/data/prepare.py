@@ -32,6 +32,9 @@ class Prepared:
 
 def build_vocab(cfg: Config) -> Vocabulary:
     v = cfg.vocab
+    if v.mode == "discovered":
+        raise CorpusError("vocab.mode = \"discovered\": the vocabulary is the one the discovery rounds wrote to "
+                          "the run's vocab.tsv (fedembed.compose.discover_vocabulary), not built from a source")
     if v.source == BUILTIN:
         return vocab_mod.from_corpus(BUILTIN, BUILTIN, v.min_count, v.max_size)
     return vocab_mod.from_word_list(Path(v.source), v.min_count, v.max_size)
@@ -58,8 +61,14 @@ def _prepare(cfg: Config, run_dir: Path, plant: Plant | None) -> Prepared:
         manifest = Manifest.load(manifest_path)
         if manifest.vocab_fingerprint == vocab.fingerprint():
             return Prepared(vocab, manifest, shard_dir)
-    vocab = build_vocab(cfg)
-    vocab.save(vocab_path)
+    if cfg.vocab.mode == "discovered":   # found by the discovery rounds, before preparation
+        if not vocab_path.is_file():
+            raise CorpusError(f"vocab.mode = \"discovered\" but {vocab_path} does not exist: the discovery "
+                              f"rounds (fedembed.compose.discover_vocabulary) run before preparation")
+        vocab = Vocabulary.load(vocab_path)
+    else:
+        vocab = build_vocab(cfg)
+        vocab.save(vocab_path)
     if cfg.data.format == DEVICES:  # every node brings its own corpus: no shards here, sizes unknown
         shard_dir.mkdir(parents=True, exist_ok=True)
         k = cfg.partition.num_clients

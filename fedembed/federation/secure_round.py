@@ -298,3 +298,6 @@ def _stats(ex: _Exchange, srv: ServerRound | None, survivors: set[int]) -> dict[
         out["secagg"].update(ring_bits=p.ring, bits=p.bits, neighbours=p.degree, threshold=p.threshold,
                              shared=len(srv.u1), masked=len(srv.u2))
     return out
+
+
+Exchange = _Exchange   # one stage's messages out, answers back: for other rounds over SecAgg+ (fedembed/discovery)

@@ -177,6 +177,12 @@ def describe(cfg: Config) -> list[str]:
               *(s.describe() for s in aggregate.make(cfg).client_stages()),
               *(s.describe() for s in user_dp.client_stages(cfg))]
     user = resolve(cfg) if cfg.privacy.user_level else None      # z derived from a target ε too
+    if cfg.vocab.mode == "discovered":                            # …from what the discovery leaves of it
+        import dataclasses
+
+        from fedembed.discovery.accounting import planned_training_noise
+        z = planned_training_noise(cfg)
+        user = dataclasses.replace(user, noise_multiplier=z) if z is not None else user
     if cfg.secagg.enabled:
         n = cfg.federation.clients_per_round or cfg.partition.num_clients
         stages += secagg_params.describe_client(cfg, n, user)

@@ -52,3 +52,18 @@ def prime(cfg, extra: dict[str, Any], run_dir: Path) -> None:
                                        d, kind)
         extra[MECHANISM_KEY] = {"noise_multiplier": z}
     extra[MARK] = {"rounds": len(spent), "epsilon": entry["units"][USER]["epsilon"] if entry else 0.0}
+
+
+def planned_training_noise(cfg) -> float | None:
+    """Training's z under privacy.target_epsilon once every planned discovery round has run (for
+    `--dry-run`; a run uses the rounds that did run): None without a target."""
+    if cfg.vocab.mode != "discovered" or cfg.privacy.target_epsilon <= 0:
+        return None
+    from fedembed.discovery.params import resolve
+    from fedembed.privacy.accountant import remaining_noise_multiplier
+    from fedembed.privacy.params import delta, sample_rate
+
+    p = resolve(cfg)
+    return remaining_noise_multiplier([(z, p.sample_rate, 1) for z in p.noise_multipliers], sample_rate(cfg),
+                                      cfg.federation.rounds, cfg.privacy.target_epsilon, delta(cfg),
+                                      cfg.privacy.accountant)

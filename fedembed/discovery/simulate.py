@@ -8,24 +8,30 @@ quantization and dropouts.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from fedembed.discovery import protocol
 from fedembed.discovery.alphabet import Alphabet
+from fedembed.discovery.domain import Domain
 from fedembed.discovery.params import DiscoveryParams
 from fedembed.discovery.protocol import DiscoveryState
 from fedembed.discovery.votes import Population
 
 
 def discover(population: Population, params: DiscoveryParams, rng: np.random.Generator,
-             state: DiscoveryState | None = None) -> DiscoveryState:
-    """Every remaining round of the protocol; the state holds the discovered words and what was spent."""
+             state: DiscoveryState | None = None,
+             on_round: Callable[[Domain, float], None] | None = None) -> DiscoveryState:
+    """Every remaining round of the protocol; the state holds the discovered words and what was spent.
+    `on_round(domain, z)`: sees every round's candidates (benchmarks time a client on them)."""
     state = state or DiscoveryState()
     while not state.done:
         dom = protocol.domain(state, params)
         z = protocol.noise_multiplier(state, params)
+        if on_round is not None:
+            on_round(dom, z)
         voters = rng.random(population.size) < params.sample_rate if params.sample_rate < 1 else None
         noisy = population.vote_sum(dom, voters) + rng.normal(0.0, z, dom.size)
         n = population.size if voters is None else int(voters.sum())

@@ -175,3 +175,48 @@ def test_clients_vote_from_their_own_text_only(tmp_path, write_scenario):
         assert set(local_words.client_words(words_dir, p)) == expected.get(p, set())
     assert sum(manifest.tokens) == sum(len(tokenize(line)) for line in
                                        open(cfg.data.corpus, encoding="utf-8").read().splitlines())
+
+
+def test_secure_dropouts_charge_the_noise_actually_in_the_sum(tmp_path, write_scenario):
+    """A client that shared but did not mask leaves its noise share out: the ledger is charged
+    z·√(m'/m), the noise present, as training's distributed DP is."""
+    cfg = _scenario(write_scenario, True)
+    cfg.secagg.drop_mask = 0.1
+    report = federate(InProcessGrid(CLIENTS), cfg, tmp_path / "run", progress=False)
+    done = _state(tmp_path / "run")["rounds"]
+    short = [r for r in done if r["wire"]["masked"] < r["wire"]["shared"]]
+    assert short
+    for r in done:
+        w = r["wire"]
+        assert r["noise_multiplier"] == pytest.approx(r["calibrated_noise_multiplier"] * (w["masked"] / w["shared"]) ** 0.5)
+        assert r["voters"] == w["masked"]
+    expected = Accountant("rdp")
+    for r in done:
+        expected.step(r["noise_multiplier"], 1.0)
+    charged = checkpoint.load(tmp_path / "run").extra[accounting.MARK]["epsilon"]
+    assert charged == pytest.approx(expected.epsilon(1e-3), rel=1e-9)
+    assert charged > 20.0                                                  # more than planned: less noise
+    assert report["privacy"]["epsilon"] > expected.epsilon(1e-3)
+
+
+def test_dry_run_names_the_discovery_and_trainings_noise_from_what_it_leaves():
+    cfg = compose.load(overrides={"vocab.mode": "discovered", "privacy.user_level": True,
+                                  "federation.row_weight": "presence", "privacy.target_epsilon": 8.0,
+                                  "vocab.discovery.epsilon": 4.0})
+    lines = compose.describe(cfg)
+    assert lines[0].startswith("vocabulary: discovered privately") and "ε = 4" in lines[0]
+    alone = compose.describe(compose.load(overrides={"privacy.user_level": True, "federation.row_weight": "presence",
+                                                     "privacy.target_epsilon": 8.0}))
+    z = [float(line.split("z = ")[1].split()[0].rstrip(",")) for line in lines if "std z·C with z" in line]
+    z0 = [float(line.split("z = ")[1].split()[0].rstrip(",")) for line in alone if "std z·C with z" in line]
+    assert z[0] > z0[0]
+
+
+def test_vote_rounds_keep_a_32_bit_ring_by_trading_bits():
+    from fedembed.discovery.transport import vote_bits
+    from fedembed.secagg.quantize import levels, ring_bits
+
+    assert vote_bits(20, 1000, 3.0) == (20, 32)
+    bits, ring = vote_bits(20, 240_000, 3.0)
+    assert ring == 32 and bits < 20 and ring_bits(bits, 240_000, 3.0 * levels(bits)) == 32
+    assert ring_bits(bits + 1, 240_000, 3.0 * levels(bits + 1)) == 64         # the most bits that fit

@@ -38,6 +38,7 @@ class DiscoveryState:
     scores: dict[str, float] = field(default_factory=dict)       # the discovered words' last noisy votes
     rounds: list[dict[str, Any]] = field(default_factory=list)   # what each round offered, kept and spent
     done: bool = False
+    attempts: int = 0                                      # vote rounds sent, aborted ones too (their numbers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -6,7 +6,8 @@ which preparation then uses as it uses a public vocabulary. After every round th
 saved (`discovery/state.json`): a killed run resumes at the next round, and a run whose
 vocabulary exists spends nothing again. Which clients vote is a Poisson draw from secret
 randomness at the params' rate (every client by default); the round's number for SecAgg+ is
-ROUND_BASE + step, apart from training's 1, 2, …
+ROUND_BASE + the attempts so far (an aborted secure round is retried under a new number),
+apart from training's 1, 2, …
 """
 from __future__ import annotations
 
@@ -104,7 +105,8 @@ def _round(grid, cfg, params: DiscoveryParams, state: DiscoveryState, transport,
     dom = protocol.domain(state, params)
     z = protocol.noise_multiplier(state, params)
     t0 = time.perf_counter()
-    got = transport.collect(grid, nodes, ROUND_BASE + state.step, voters,
+    state.attempts += 1           # every attempt its own round number: a retry draws fresh (test) dropouts
+    got = transport.collect(grid, nodes, ROUND_BASE + state.attempts - 1, voters,
                             wire.vote_content(state.step, dom, alphabet, words_dir), dom.size, z)
     if got.noisy is None:
         if aborts + 1 >= MAX_ABORTS:

@@ -144,6 +144,7 @@ def test_sampled_rounds_are_accounted_with_their_rate():
     ({"vocab.discovery.alphabet": "aab"}, "no repeated symbol"),
     ({"vocab.discovery.clients_per_round": 2000}, "clients_per_round"),
     ({"vocab.mode": "secret"}, "vocab.mode"),
+    ({"privacy.denominator": "public"}, "rules out privacy.denominator"),
 ])
 def test_bad_discovery_settings_are_refused_in_one_line(overrides, msg):
     base = {"privacy.user_level": True, "federation.row_weight": "presence", "vocab.mode": "discovered",

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from fedembed import checkpoint, compose
+from fedembed import checkpoint, compose, metrics as metrics_mod
 from fedembed.data.tokenize import tokenize
 from fedembed.discovery import accounting, rounds, wire as dwire
 from fedembed.privacy.accountant import Accountant
@@ -70,6 +70,8 @@ def test_discovery_then_training_in_one_run_with_one_ledger(tmp_path, write_scen
     assert report["privacy"]["epsilon"] == pytest.approx(expected.epsilon(1e-3), rel=1e-9)
     assert report["privacy"]["epsilon"] > discovery_only
     assert report["privacy"]["units"]["user"]["rounds"] == 9
+    events = [r for r in metrics_mod.read(run) if r.get("event") == "vocab_discovery"]
+    assert len(events) == 1 and events[0]["round"] == 0 and events[0]["rounds"] == 8
     calls = Counter(t for t, _ in grid.replies)
     assert (dwire.MASKED in calls) == secure and (dwire.PLAIN in calls) == (not secure)
     if secure:
@@ -188,7 +190,8 @@ def test_secure_dropouts_charge_the_noise_actually_in_the_sum(tmp_path, write_sc
     assert short
     for r in done:
         w = r["wire"]
-        assert r["noise_multiplier"] == pytest.approx(r["calibrated_noise_multiplier"] * (w["masked"] / w["shared"]) ** 0.5)
+        present = r["calibrated_noise_multiplier"] * (w["masked"] / w["shared"]) ** 0.5
+        assert r["noise_multiplier"] == pytest.approx(present)
         assert r["voters"] == w["masked"]
     expected = Accountant("rdp")
     for r in done:

@@ -2,7 +2,8 @@
 
 Each discovery round released one Gaussian mechanism of sensitivity 1 on the user unit, with
 the noise actually present (z·√(m'/m) under SecAgg+ with dropouts) and the rounds' Poisson
-rate. `prime` charges them to the ledger the privacy session is built from (as round 0), so
+rate. `prime` charges them to the ledger the privacy session is built from (as round 0, also
+a `vocab_discovery` event line in metrics.jsonl), so
 the same accountant composes them with every training round and the report's
 `privacy.epsilon` covers both; with `privacy.target_epsilon`, training's noise multiplier is
 the one that spends exactly what the discovery left (fedembed.privacy.accountant
@@ -52,6 +53,9 @@ def prime(cfg, extra: dict[str, Any], run_dir: Path) -> None:
                                        d, kind)
         extra[MECHANISM_KEY] = {"noise_multiplier": z}
     extra[MARK] = {"rounds": len(spent), "epsilon": entry["units"][USER]["epsilon"] if entry else 0.0}
+    from fedembed import metrics
+
+    metrics.append(run_dir, {"round": 0, "event": "vocab_discovery", "rounds": len(spent), "privacy": entry})
 
 
 def planned_training_noise(cfg) -> float | None:

@@ -74,6 +74,10 @@ def check(cfg) -> None:
         raise ConfigError("vocab.mode = \"discovered\" needs privacy.user_level = true: the discovery is "
                           "user-level DP charged to the same ledger as training, and training without user-level "
                           "DP would leave the run's privacy.epsilon meaningless")
+    if cfg.privacy.denominator == "public":
+        raise ConfigError("vocab.mode = \"discovered\" rules out privacy.denominator = \"public\": its row "
+                          "denominators come from public word counts, and no one reveals a count to the discovery "
+                          "(its vocabulary has Zipf counts by rank)")
     if cfg.data.format == "devices":
         raise ConfigError("vocab.mode = \"discovered\" does not yet run with data.format = \"devices\" "
                           "(the nodes' own corpora): use a corpus the simulation partitions")

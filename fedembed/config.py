@@ -142,6 +142,8 @@ class SecAggConfig:
     neighbours: int = 0            # k, even: each client shares with k others; 0 = auto (≈ 3·log2 n)
     threshold: float = 0.6         # fraction of a client's k + 1 share holders needed to unmask it (> 0.5)
     min_clients: int = 2           # fewer surviving clients: the round aborts (a sum of one is one update)
+    max_dropout: float = 0.2       # under distributed DP: the share of a round's clients that may drop after
+                                   # sharing; noise shares are calibrated so the rest still carry z (more abort)
     share_ahead: bool = True       # the next round's share stage (and new clients' key advertisement)
                                    # ride this round's unmask exchange: two exchanges a round, not 3–4
     drop_keys: float = 0.0         # testing: probability a client fails at each protocol stage (seeded)

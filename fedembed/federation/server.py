@@ -30,6 +30,7 @@ from fedembed.federation.accept import ReplySink
 from fedembed.federation.record_copies import ServerCopies
 from fedembed.federation.transport import RoundPlan, Transport
 from fedembed.observe import Observers
+from fedembed.privacy import write_ahead
 from fedembed.privacy.params import sample_rate
 from fedembed.privacy.sampling import poisson_sample, secret_rng
 from fedembed.privacy.session import PrivacySession
@@ -84,9 +85,11 @@ def initial_state(run_dir: Path, prep: Prepared, resume: bool,
             raise CheckpointError(f"checkpoint in {run_dir} was trained on another vocabulary")
         metrics.truncate(run_dir, state.round)
         log.info("resuming %s after round %d", run_dir, state.round)
-        return state
-    (run_dir / metrics.METRICS).unlink(missing_ok=True)
-    return checkpoint.State(0, init_tables(len(prep.vocab)), fingerprint)
+    else:
+        (run_dir / metrics.METRICS).unlink(missing_ok=True)
+        state = checkpoint.State(0, init_tables(len(prep.vocab)), fingerprint)
+    state.extra = write_ahead.recover(run_dir, state.round, state.extra)   # a release a crash left uncharged
+    return state
 
 
 LOOK_AHEAD = 2   # rounds whose clients are drawn early: r + 1 shares, r + 2 advertises its keys, during round r
@@ -143,6 +146,15 @@ def run_rounds(grid, cfg: Config, run_dir: Path, prep: Prepared, state: checkpoi
     drawn: dict[int, list[int]] = {}   # round → its clients, drawn ahead (secagg.share_ahead)
     look = LOOK_AHEAD if cfg.secagg.enabled and cfg.secagg.share_ahead else 0
     applied = int(state.extra.get(APPLIED_KEY, state.round))
+
+    def write_ahead_ledger(rnd: int) -> None:   # before any release of round `rnd` is used
+        if not privacy.ledger.units and not copies.states:
+            return                              # nothing private to lose
+        extra: dict[str, Any] = {}
+        privacy.save(extra)
+        copies.save(extra)
+        write_ahead.write(run_dir, rnd, extra)
+    privacy.on_charge = write_ahead_ledger
     for rnd in range(state.round + 1, cfg.federation.rounds + 1):
         stop = privacy.budget_stop(rnd)
         if stop:
@@ -158,7 +170,7 @@ def run_rounds(grid, cfg: Config, run_dir: Path, prep: Prepared, state: checkpoi
         t0 = time.perf_counter()
         lr_start, lr_end = learning_rates(cfg, rnd)
         shards = "" if cfg.data.format == DEVICES else str(prep.shard_dir.resolve())  # "": the nodes' own data
-        ins = wire.TrainInstruction(rnd, lr_start, lr_end, cfg.seed, privacy.round_config(cfg), shards,
+        ins = wire.TrainInstruction(rnd, lr_start, lr_end, cfg.seed, privacy.round_config(cfg, rnd), shards,
                                     vocab_fingerprint=prep.vocab.fingerprint())
         plan = RoundPlan(rnd, clients, nodes, wire.train_content(wire.arrays(state.tables), vocab_record, ins),
                          shapes, lr_start, [drawn[r] for r in later])
@@ -170,7 +182,6 @@ def run_rounds(grid, cfg: Config, run_dir: Path, prep: Prepared, state: checkpoi
             parts.apply(state.tables, privacy.release(got.sums, got.weights, got.noise_in_sums))
             applied += 1
         else:
-            privacy.abort_round()
             record.update(event="secagg_abort", message=got.aborted)
         record["seconds"] = time.perf_counter() - t0
         entry = privacy.end_round(rnd)

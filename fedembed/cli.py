@@ -123,10 +123,10 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    path = _existing(Path(args.path))       # before anything heavy is imported
     from fedembed.checkpoint import CHECKPOINT
     from fedembed.eval.wordsim import evaluate, require_finite
 
-    path = _existing(Path(args.path))
     kv = _vectors(path)
     require_finite(kv, path / CHECKPOINT if path.is_dir() else path)  # a run's vectors come from its checkpoint
     result = evaluate(kv, analogies=not args.no_analogies)

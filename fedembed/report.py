@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,20 @@ from fedembed.attacks.privacy.evaluate import run_attacks
 from fedembed.config import DEVICES, Config
 from fedembed.data.partition import stats as partition_stats
 from fedembed.eval.baseline import train_gensim
+from fedembed.eval.neighbours import neighbour_overlap
 from fedembed.eval.wordsim import evaluate
 from fedembed.export import export, keyed_vectors
 from fedembed.privacy.ledger import Ledger
 
 log = logging.getLogger(__name__)
 REPORT = "report.json"
+
+
+@dataclass
+class Start:
+    """What the global tables started from (model.init), for the report."""
+    description: dict[str, Any]
+    tables: dict[str, np.ndarray] | None    # the warm start's tables; None for a random start
 
 
 def ratios(quality: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float | None]:
@@ -39,10 +48,12 @@ def ratios(quality: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float
 
 def finalize(cfg: Config, run_dir: Path, prep, tables: dict[str, np.ndarray],
              privacy: dict[str, Any] | None = None, *, views: UpdateViews | None = None,
-             watched: list[FirstRound] = ()) -> dict[str, Any]:
+             watched: list[FirstRound] = (), start: Start | None = None) -> dict[str, Any]:
     """`privacy` is the ledger's summary (fedembed.privacy.ledger.Ledger.summary); without one
     the report says the run was not private, so `privacy.*` keys are always there. `views` and
-    `watched`: what the privacy attacks get to see of the run (fedembed/attacks/privacy)."""
+    `watched`: what the privacy attacks get to see of the run (fedembed/attacks/privacy).
+    `start`: a warm start's description and tables (model.init): the report shows it alone
+    (`baseline.public_only`), so every run says what the private data added."""
     vectors = models.make(cfg).word_vectors(tables)
     words = prep.vocab.words
     export(words, vectors, run_dir / "embeddings.txt", "word2vec-text")
@@ -71,6 +82,18 @@ def finalize(cfg: Config, run_dir: Path, prep, tables: dict[str, np.ndarray],
         base["seconds"] = time.perf_counter() - t0
         report["baseline"] = {"gensim": base}
         report["ratio_to_baseline"] = ratios(quality, base)
+        # how much of the private data's structure the model learned (the 10 nearest neighbours
+        # of the most frequent words, against gensim on the same data): informative where the
+        # word lists are noisy
+        quality["neighbour_overlap"] = neighbour_overlap(words, vectors, kv, prep.vocab.counts)
+    if start is not None:
+        report["run"]["init"] = start.description
+        if start.tables is not None:
+            only = evaluate(keyed_vectors(words, models.make(cfg).word_vectors(start.tables)))
+            if cfg.eval.baseline:
+                only["neighbour_overlap"] = neighbour_overlap(words, models.make(cfg).word_vectors(start.tables),
+                                                              kv, prep.vocab.counts)
+            report.setdefault("baseline", {})["public_only"] = only
     report.update(run_attacks(cfg, run_dir, prep, tables, report["privacy"], views, watched))  # [privacy_attacks]
     report.update(report_sections(cfg, words, vectors, kv if cfg.eval.baseline else None))  # [adversary], rule
     tmp = run_dir / (REPORT + ".tmp")

@@ -19,7 +19,7 @@ from fedembed import metrics
 from fedembed.config import Config
 from fedembed.errors import FedembedError
 from fedembed.data.prepare import prepare
-from fedembed.federation.server import initial_state, run_rounds
+from fedembed.federation.server import INIT_KEY, initial_state, run_rounds
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,8 @@ def federate(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: b
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     prep = prepare(cfg, run_dir, plant=plant)
-    state = initial_state(run_dir, prep, resume, compose.init_tables(cfg))
+    init = compose.init_tables(cfg, run_dir)
+    state = initial_state(run_dir, prep, resume, init)
     watched = attacks.observers(cfg)
     parts = compose.build_server(cfg, run_dir, prep, state, observers=watched)
     log.info("the update pipeline of scenario %r:\n%s", cfg.name, "\n".join(compose.describe(cfg)))
@@ -37,8 +38,10 @@ def federate(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: b
     if outcome.rounds_applied == 0:
         raise FedembedError(f"{run_dir}: the run trained nothing — {_why_nothing(run_dir)}; no vectors are "
                             f"exported (its metrics.jsonl and checkpoint stay)")
+    described = state.extra.get(INIT_KEY, {"init": "random"})
+    start = report.Start(described, init(prep.vocab.words)[0] if described.get("init") != "random" else None)
     return report.finalize(cfg, run_dir, prep, outcome.tables, outcome.privacy,
-                           views=compose.update_views(cfg, prep), watched=watched)
+                           views=compose.update_views(cfg, prep), watched=watched, start=start)
 
 
 def _why_nothing(run_dir: Path) -> str:

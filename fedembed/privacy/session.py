@@ -41,10 +41,16 @@ RELEASED = "released-tables"   # the view of whoever sees only the released tabl
 
 class PrivacySession:
     def __init__(self, cfg, extra: dict[str, Any], rng: np.random.Generator | None = None,
-                 public_counts: np.ndarray | None = None) -> None:
-        """`public_counts`: the public vocabulary's counts, which `privacy.denominator = "public"` needs."""
+                 public_counts: np.ndarray | None = None, shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+        """`public_counts`: the public vocabulary's counts, which `privacy.denominator = "public"` needs;
+        `shapes`: the global tables' shapes (DP-FTRL's tree holds noise of those shapes)."""
         self.ledger = Ledger.from_dict(extra.get(LEDGER_KEY))
-        self.user = CentralGaussian.start(cfg, extra.get(MECHANISM_KEY), rng, public_counts)
+        if cfg.privacy.user_level and cfg.privacy.mechanism == "ftrl_tree":
+            from fedembed.privacy.ftrl import TreeGaussian
+
+            self.user = TreeGaussian.start(cfg, extra.get(MECHANISM_KEY), public_counts, shapes or {})
+        else:
+            self.user = CentralGaussian.start(cfg, extra.get(MECHANISM_KEY), rng, public_counts)
         self.distributed = bool(cfg.secagg.enabled)  # clients add the noise in shares (privacy/distributed.py)
         self.on_charge: Callable[[int], None] | None = None   # the loop's write-ahead of the ledger
         self._round = 0
@@ -52,7 +58,7 @@ class PrivacySession:
         self._spend: float | None = None             # z charged this round when it differs from z
         if self.user is not None:
             p = self.user.params
-            mechanism = distributed.MECHANISM if self.distributed else CentralGaussian.mechanism
+            mechanism = distributed.MECHANISM if self.distributed else self.user.mechanism
             views = {RELEASED: Accountant(p.accountant)} if p.threat_model == UNTRUSTED else {}
             self.ledger.open(USER, mechanism, p.delta, Accountant(p.accountant), p.threat_model, views)
             if p.noise_multiplier == 0:
@@ -70,8 +76,12 @@ class PrivacySession:
         no round of this run is charged less noise than that (see the module docstring)."""
         if self.user is None:
             return None
-        p = self.user.params
-        return self.ledger.would_exceed(rnd, USER, p.noise_multiplier, p.headline_rate, p.budget)
+        return self.ledger.would_exceed(rnd, USER, *self._next_charge(), self.user.params.budget)
+
+    def _next_charge(self) -> tuple[float, float]:
+        """(z, q) of the next round's nominal charge: DP-FedAvg's z at the rate the headline credits,
+        or what brings DP-FTRL's ledger to the tree's μ² (no amplification)."""
+        return self.user.next_charge(self.ledger.units[USER].accountant.history)
 
     def round_config(self, cfg, rnd: int = 0) -> dict[str, Any]:
         """The scenario sent to clients, with privacy.clip set to this round's C; opens round `rnd`."""
@@ -114,10 +124,10 @@ class PrivacySession:
         self._charged = True
         if self.user is not None:
             p = self.user.params
+            z, q = self._next_charge()
             if noise_in_sums is not None:
-                self._spend = distributed.effective_multiplier(p.noise_multiplier, *noise_in_sums)
-            z = p.noise_multiplier if self._spend is None else self._spend
-            self.ledger.spend(USER, z, p.headline_rate, {}, view_rates={RELEASED: p.sample_rate})
+                self._spend = z = distributed.effective_multiplier(p.noise_multiplier, *noise_in_sums)
+            self.ledger.spend(USER, z, q, {}, view_rates={RELEASED: p.sample_rate})
         if self._record is not None:
             self.ledger.report(RECORD, self._record[0], self._record[1])
         if self.on_charge is not None:

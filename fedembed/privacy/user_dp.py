@@ -127,6 +127,10 @@ class CentralGaussian:
     def noise_std(self) -> float:
         return self.params.update_noise_multiplier * self.clip
 
+    def next_charge(self, history=None) -> tuple[float, float]:
+        """(z, q) of a round's charge: z at the sampling rate the headline may credit."""
+        return self.params.noise_multiplier, self.params.headline_rate
+
     def check_reply(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray],
                     metrics: dict[str, float]) -> None:
         """Refuse an unclipped update: the sensitivity, hence the guarantee, rests on it."""

@@ -32,6 +32,7 @@ from fedembed.data import partition
 from fedembed.data.partition import params as partition_params
 from fedembed.errors import ConfigError
 from fedembed.federation import behaviour
+from fedembed.models import RunView
 from fedembed.privacy import params as privacy_params, record_params, user_dp
 from fedembed.secagg import params as secagg_params
 from fedembed.federation.pool_params import check as check_pool
@@ -39,6 +40,7 @@ from fedembed.updates import ClientContext, Stage, weight_rows
 
 if TYPE_CHECKING:
     from fedembed.data.prepare import Prepared
+    from fedembed.data.sources import DataSource
     from fedembed.federation.server import ServerParts
     from fedembed.secagg.client import MaskContext
     from fedembed import checkpoint
@@ -48,9 +50,16 @@ REGISTRIES = (("partition.name", lambda c: c.partition.name, partition.PARTITION
               ("federation.aggregate", lambda c: c.federation.aggregate, aggregate.AGGREGATORS))
 
 # Every package's check of its own keys, in the order they run (cheap: no training, no I/O).
+def check_data(cfg: Config) -> None:
+    """The family's data source checks its `[data]` keys (fedembed/data/sources)."""
+    if cfg.model.family in models.FAMILIES:
+        data_source(cfg).check(cfg)
+
+
 CHECKS: tuple[Callable[[Config], None], ...] = (
     privacy_params.check, record_params.check, partition_params.check, behaviour.check,
-    attack_params.check, robust.check, adversaries.check, secagg_params.check, check_pool)
+    attack_params.check, robust.check, adversaries.check, secagg_params.check, check_pool,
+    models.check, check_data)
 
 
 def validate(cfg: Config) -> Config:
@@ -110,7 +119,6 @@ def secure_pipeline(cfg: Config, ctx: ClientContext, secure: "MaskContext") -> l
 def build_server(cfg: Config, run_dir: Path, prep: "Prepared", state: "checkpoint.State",
                  observers: list | None = None) -> "ServerParts":
     """The run's privacy session, transport, collector, server step and observers."""
-    from fedembed.eval import per_round
     from fedembed.federation.plain_round import PlainTransport
     from fedembed.federation.record_copies import ServerCopies
     from fedembed.federation.secure_round import SecureTransport
@@ -121,8 +129,10 @@ def build_server(cfg: Config, run_dir: Path, prep: "Prepared", state: "checkpoin
     rule = aggregate.make(cfg)
     privacy = PrivacySession(cfg, state.extra, public_counts=prep.vocab.counts)  # resolves z before any training
     transport = SecureTransport(cfg) if cfg.secagg.enabled else PlainTransport(cfg)
-    round_quality = (lambda tables: per_round.figures(cfg, prep.vocab.words, tables)) if cfg.eval.every_round \
-        else None
+    family = models.make(cfg)
+    round_quality = (lambda tables: family.round_figures(RunView(cfg, run_dir, prep.vocab, tables, prep.shard_dir,
+                                                                 prep.manifest.active))) \
+        if cfg.eval.every_round else None
     return ServerParts(privacy=privacy, copies=ServerCopies(state.extra), transport=transport,
                        collector=rule.collector, apply=server_step(cfg), observers=Observers(observers),
                        round_quality=round_quality)
@@ -136,6 +146,13 @@ def server_step(cfg: Config) -> Callable[[dict, dict], None]:
         for k, d in deltas.items():
             tables[k] += lr * d
     return apply
+
+
+def data_source(cfg: Config) -> "DataSource":
+    """The source of the family's kind of data: its row index and per-client shards."""
+    from fedembed.data import sources
+
+    return sources.make(models.FAMILIES.get(cfg.model.family).data_kind)
 
 
 def init_tables(cfg: Config) -> Callable[[int], dict]:

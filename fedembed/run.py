@@ -26,7 +26,7 @@ def federate(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: b
     """Run (or resume) a validated scenario over a Flower Grid; returns report.json's content."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    prep = prepare(cfg, run_dir, plant=plant)
+    prep = prepare(cfg, run_dir, plant=plant, source=compose.data_source(cfg))
     state = initial_state(run_dir, prep, resume, compose.init_tables(cfg))
     watched = attacks.observers(cfg)
     parts = compose.build_server(cfg, run_dir, prep, state, observers=watched)

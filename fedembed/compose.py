@@ -32,7 +32,7 @@ from fedembed.data import partition
 from fedembed.data.partition import params as partition_params
 from fedembed.errors import ConfigError
 from fedembed.federation import behaviour
-from fedembed.models import init as model_init
+from fedembed.models import RunView, init as model_init
 from fedembed import server_opt
 from fedembed.privacy import params as privacy_params, record_params, tree_accounting, user_dp
 from fedembed.secagg import params as secagg_params
@@ -41,6 +41,7 @@ from fedembed.updates import ClientContext, Stage, weight_rows
 
 if TYPE_CHECKING:
     from fedembed.data.prepare import Prepared
+    from fedembed.data.sources import DataSource
     from fedembed.federation.server import ServerParts
     from fedembed.secagg.client import MaskContext
     from fedembed import checkpoint
@@ -63,10 +64,16 @@ def _wired(cfg: Config) -> None:
 
 
 # Every package's check of its own keys, in the order they run (cheap: no training, no I/O).
+def check_data(cfg: Config) -> None:
+    """The family's data source checks its `[data]` keys (fedembed/data/sources)."""
+    if cfg.model.family in models.FAMILIES:
+        data_source(cfg).check(cfg)
+
+
 CHECKS: tuple[Callable[[Config], None], ...] = (
     privacy_params.check, record_params.check, partition_params.check, behaviour.check,
-    attack_params.check, robust.check, adversaries.check, secagg_params.check, check_pool, model_init.check,
-    server_opt.check, tree_accounting.check, _wired)
+    attack_params.check, robust.check, adversaries.check, secagg_params.check, check_pool,
+    models.check, check_data, model_init.check, server_opt.check, tree_accounting.check, _wired)
 
 
 def validate(cfg: Config) -> Config:
@@ -126,7 +133,6 @@ def secure_pipeline(cfg: Config, ctx: ClientContext, secure: "MaskContext") -> l
 def build_server(cfg: Config, run_dir: Path, prep: "Prepared", state: "checkpoint.State",
                  observers: list | None = None) -> "ServerParts":
     """The run's privacy session, transport, collector, server step and observers."""
-    from fedembed.eval import per_round
     from fedembed.federation.plain_round import PlainTransport
     from fedembed.federation.record_copies import ServerCopies
     from fedembed.federation.secure_round import SecureTransport
@@ -138,8 +144,10 @@ def build_server(cfg: Config, run_dir: Path, prep: "Prepared", state: "checkpoin
     shapes = {k: v.shape for k, v in state.tables.items()}
     privacy = PrivacySession(cfg, state.extra, public_counts=prep.vocab.counts, shapes=shapes)  # z before training
     transport = SecureTransport(cfg) if cfg.secagg.enabled else PlainTransport(cfg)
-    round_quality = (lambda tables: per_round.figures(cfg, prep.vocab.words, tables)) if cfg.eval.every_round \
-        else None
+    family = models.make(cfg)
+    round_quality = (lambda tables: family.round_figures(RunView(cfg, run_dir, prep.vocab, tables, prep.shard_dir,
+                                                                 prep.manifest.active))) \
+        if cfg.eval.every_round else None
     optimizer = server_opt.make(cfg)      # how the released aggregate moves the tables (post-processing)
     if state.arrays:
         optimizer.load_state_arrays(state.arrays)
@@ -162,6 +170,13 @@ def sampler(cfg: Config, privacy) -> Callable[[list[int], int], list[int]]:
             return [p for p in tree.clients(tree.tree.steps + 1) if p in keep]
         return scheduled
     return lambda active, rnd: sample_clients(cfg, active, rnd)
+
+
+def data_source(cfg: Config) -> "DataSource":
+    """The source of the family's kind of data: its row index and per-client shards."""
+    from fedembed.data import sources
+
+    return sources.make(models.FAMILIES.get(cfg.model.family).data_kind)
 
 
 def init_tables(cfg: Config, run_dir: Path | None = None) -> Callable[[list[str]], tuple[dict, dict]]:

@@ -28,7 +28,7 @@ def federate(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: b
     """Run (or resume) a validated scenario over a Flower Grid; returns report.json's content."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    prep = prepare(cfg, run_dir, plant=plant)
+    prep = prepare(cfg, run_dir, plant=plant, source=compose.data_source(cfg))
     init = compose.init_tables(cfg, run_dir)
     state = initial_state(run_dir, prep, resume, init)
     watched = attacks.observers(cfg)

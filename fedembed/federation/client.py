@@ -17,7 +17,7 @@ from flwr.app import RecordDict
 from fedembed import aggregate, config as config_mod, models, nodelog
 from fedembed.config import Config
 from fedembed.data import device
-from fedembed.data.shards import load_shard, load_units
+from fedembed.data.shards import load_units
 from fedembed.federation import behaviour, pool, wire
 from fedembed.federation.wire import TrainInstruction
 from fedembed.privacy import record_params, record_state
@@ -37,7 +37,8 @@ def train_round(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: T
                 node_state: RecordDict | None = None, *, pipeline: Pipeline) -> ClientUpdate:
     """`node_state` is the node's persistent state (Flower's `context.state`): record-level DP
     keeps its accountant there between rounds (without it, each round's ε starts from the
-    server's copy in `ins`, or from zero). `pipeline`: the update's stages after the delta."""
+    server's copy in `ins`, or from zero), and the family its private arrays (e.g. a user's row,
+    which never leaves the node). `pipeline`: the update's stages after the delta."""
     t0 = time.perf_counter()
     cfg = scenario(ins)
     wait = behaviour.start(cfg, ins.round, partition_id)  # a simulated dropout raises behaviour.Dropped
@@ -45,16 +46,18 @@ def train_round(global_tables: dict[str, np.ndarray], counts: np.ndarray, ins: T
     # A device's own shard or raw corpus (tokenized here, fedembed/data/device.py), else the server's shards.
     shard_dir, shard_index = device.local_data(data_path, ins.shard_dir, cfg, counts, partition_id,
                                              ins.vocab_fingerprint)
-    ids, bounds = load_shard(shard_dir, shard_index)
     family = models.make(cfg)
+    data = family.load_data(shard_dir, shard_index)
     seed = int(np.random.SeedSequence([cfg.seed, ins.round, partition_id]).generate_state(1)[0])
     private = None
     if cfg.privacy.record.enabled:
         saved = record_state.latest(wire.parse_record_dp(node_state) if node_state is not None else None,
                                     ins.record_dp)
-        private = _private_training(cfg, shard_dir, shard_index, bounds, saved)
-    result = family.train_local(global_tables, ids, bounds, counts,
-                                ins.lr_start, ins.lr_end, seed, private)
+        private = _private_training(cfg, shard_dir, shard_index, data.bounds, saved)  # record_dp families: text
+    state = wire.family_state(node_state) if node_state is not None else {}
+    result = family.train(global_tables, data, counts, ins.lr_start, ins.lr_end, seed, private, state)
+    if node_state is not None:
+        wire.put_family_state(node_state, state)   # the node's own: never in a message
     rule = aggregate.make(cfg)
     if private is None:
         update = delta(result.tables, global_tables, rule.client_weights(result.row_counts, result.examples))

@@ -61,13 +61,18 @@ def state_of(holder: RecordDict, partition: int) -> RecordDict:
     key = f"{wire.RECORD_DP}.{partition}"
     if key in holder.config_records:
         out[wire.RECORD_DP] = holder.config_records[key]
+    family = f"{wire.FAMILY_STATE}.{partition}"   # only ever in the node's context.state
+    if family in holder.array_records:
+        out[wire.FAMILY_STATE] = holder.array_records[family]
     return out
 
 
 def keep_state(holder: RecordDict, partition: int, own: RecordDict) -> None:
-    """Write a client's record-level state back under its partition's key."""
+    """Write a client's record-level state (and its family's private arrays) back under its partition's key."""
     if wire.RECORD_DP in own.config_records:
         holder[f"{wire.RECORD_DP}.{partition}"] = own.config_records[wire.RECORD_DP]
+    if wire.FAMILY_STATE in own.array_records:
+        holder[f"{wire.FAMILY_STATE}.{partition}"] = own.array_records[wire.FAMILY_STATE]
 
 
 def reply_content(replies: dict[int, RecordDict], errors: dict[int, str]) -> RecordDict:

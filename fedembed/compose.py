@@ -52,6 +52,9 @@ REGISTRIES = (("partition.name", lambda c: c.partition.name, partition.PARTITION
 
 def _wired(cfg: Config) -> None:
     """What the composition root does not (yet) put together, refused with the reason."""
+    from fedembed.federation.pool_params import check_cohorts
+
+    check_cohorts(cfg, models.FAMILIES.get(cfg.model.family).cohorts)
     p = cfg.privacy
     if p.user_level and p.mechanism == "ftrl_tree":
         if cfg.secagg.enabled:

@@ -69,6 +69,9 @@ class TrainConfig:
     min_lr: float = 0.0001
     batch_size: int = 1024
     neg_share: int = 32
+    mode: str = "local"            # local: local_epochs of SGD on the client's data | fedsgd: one full-batch
+                                   # gradient step a round (cross-device users; a pool node computes its
+                                   # sampled users in one vectorised step: fedembed/train/cohort.py)
 
 
 @dataclass
@@ -250,6 +253,7 @@ _CHOICES = {
     "federation.row_weight": {"count", "presence"},
     "privacy.accountant": {"rdp", "prv"},
     "privacy.denominator": {"noisy", "public"},
+    "train.mode": {"local", "fedsgd"},
 }
 _POSITIVE = {"partition.num_clients", "model.dim", "model.window", "model.negative", "train.local_epochs",
              "train.batch_size", "train.neg_share", "federation.rounds", "vocab.min_count", "train.lr",

@@ -71,6 +71,7 @@ class Family(Protocol):
     tables: ClassVar[tuple[str, ...]]      # the global tables, each 2-D [rows, dim]
     row_tables: ClassVar[tuple[str, ...]]  # the tables whose row r is row r of the row index
     record_dp: ClassVar[bool]              # whether `train` runs record-level DP-SGD (privacy.record)
+    cohorts: ClassVar[bool]                # whether `train_cohort` trains FedSGD users in one vectorised step
     export_formats: ClassVar[tuple[str, ...]]  # what `export` writes (the first ones: word2vec's)
 
     def __init__(self, cfg: Config) -> None: ...

@@ -20,6 +20,7 @@ class BaseFamily:
     data_kind: ClassVar[str] = TEXT
     tables: ClassVar[tuple[str, ...]] = ()
     record_dp: ClassVar[bool] = False
+    cohorts: ClassVar[bool] = False       # FedSGD users trained in one vectorised step (train_cohort)
     export_formats: ClassVar[tuple[str, ...]] = WORD2VEC_FORMATS
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

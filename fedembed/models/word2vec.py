@@ -21,6 +21,7 @@ class Word2VecFamily(BaseFamily):
     data_kind = TEXT
     tables = ("in_vectors", "out_vectors")
     record_dp = True
+    cohorts = True        # train.mode = "fedsgd": users in one vectorised step (fedembed/train/cohort.py)
     sg = True
 
     def __init__(self, cfg) -> None:
@@ -42,7 +43,18 @@ class Word2VecFamily(BaseFamily):
     def train(self, tables: dict[str, np.ndarray], data: TextShard, counts: np.ndarray, lr_start: float,
               lr_end: float, seed: int, private: PrivateTraining | None = None,
               state: dict[str, np.ndarray] | None = None) -> LocalResult:
+        if self.cfg.train.mode == "fedsgd":      # one full-batch step: exactly one user of a cohort step
+            got = self.train_cohort(tables, [data], counts, lr_start, seed, float("inf"))
+            return LocalResult({k: tables[k] + got.sums[k] for k in self.tables}, got.presence, got.stats.loss,
+                               got.stats.examples, got.stats.words)
         return self.train_local(tables, data.ids, data.bounds, counts, lr_start, lr_end, seed, private)
+
+    def train_cohort(self, tables: dict[str, np.ndarray], users: list[TextShard], counts: np.ndarray, lr: float,
+                     seed: int, clip: float):
+        """Σ_u clip_C(Δ_u) of FedSGD users in one vectorised step (fedembed/train/cohort.py)."""
+        from fedembed.train.cohort import cohort_step
+
+        return cohort_step(tables, [(u.ids, u.bounds) for u in users], counts, self.params, lr, clip, seed)
 
     def train_local(self, tables: dict[str, np.ndarray], ids: np.ndarray, bounds: np.ndarray,
                     counts: np.ndarray, lr_start: float, lr_end: float, seed: int,

@@ -102,6 +102,12 @@ class TreeGaussian:
         if not norm <= self.clip * (1.0 + _TOLERANCE):
             raise UpdateError(f"update norm {norm:.6g} exceeds the clipping bound C = {self.clip:.6g}")
 
+    def check_sum(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray],
+                  metrics: dict[str, float], users: int) -> None:
+        norm = update_norm(tables, weights)
+        if not norm <= users * self.clip * (1.0 + _TOLERANCE):
+            raise UpdateError(f"the sum of {users} updates has norm {norm:.6g}, more than {users} × C")
+
     def noisy_mean(self, sums: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The tree's noisy increment for this round, row by row over the public denominator (the
         weights are not read: the clients send none under the public denominator)."""

@@ -101,6 +101,12 @@ class PrivacySession:
         if self.user is not None:
             self.user.check_reply(tables, weights, metrics)
 
+    def check_sum(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray],
+                  metrics: dict[str, float], users: int) -> None:
+        """A FedSGD cohort's sum of `users` clipped updates: at most users·C (fedembed/train/cohort.py)."""
+        if self.user is not None:
+            self.user.check_sum(tables, weights, metrics, users)
+
     def observe(self, metrics: dict[str, float]) -> None:
         """Fold in an accepted reply's privacy metrics (clip bit; record-level ε)."""
         self._bits += float(metrics.get(CLIP_BIT, 0.0))

@@ -141,6 +141,18 @@ class CentralGaussian:
             raise UpdateError(f"adaptive clipping needs the {CLIP_BIT!r} metric to be ±0.5, "
                               f"got {metrics.get(CLIP_BIT)!r}")
 
+    def check_sum(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray],
+                  metrics: dict[str, float], users: int) -> None:
+        """Refuse a cohort's sum that `users` clipped updates cannot make (norm ≤ users·C, and a
+        clip-bit sum within ±users/2). The node clips each user; the server can only bound the sum."""
+        norm = update_norm(tables, weights)
+        if not norm <= users * self.clip * (1.0 + _TOLERANCE):
+            raise UpdateError(f"the sum of {users} updates has norm {norm:.6g}, more than {users} × C = "
+                              f"{users * self.clip:.6g}")
+        if self.params.adaptive and not abs(metrics.get(CLIP_BIT, math.inf)) <= users / 2:
+            raise UpdateError(f"adaptive clipping needs the {CLIP_BIT!r} sum of {users} users within ±{users / 2:g}, "
+                              f"got {metrics.get(CLIP_BIT)!r}")
+
     def add_noise(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Each coordinate plus N(0, (z_Δ·C)²), in float64."""
         std = self.noise_std

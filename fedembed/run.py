@@ -34,6 +34,12 @@ def federate(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: b
     watched = attacks.observers(cfg)
     parts = compose.build_server(cfg, run_dir, prep, state, observers=watched)
     log.info("the update pipeline of scenario %r:\n%s", cfg.name, "\n".join(compose.describe(cfg)))
+    if cfg.privacy.user_level and state.round == 0:   # what the noise will leave, before round 1
+        from fedembed.planning import plan_for
+
+        plan = plan_for(cfg, prep, state.tables)
+        log.info("%s", plan.verdict())
+        state.extra["plan"] = plan.to_dict()
     outcome = run_rounds(grid, cfg, run_dir, prep, state, parts, progress)
     if outcome.rounds_applied == 0:
         raise FedembedError(f"{run_dir}: the run trained nothing — {_why_nothing(run_dir)}; no vectors are "

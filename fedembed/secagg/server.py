@@ -6,7 +6,9 @@ of every client whose masked vector arrived, the mask key s_u of every client th
 its keys but whose vector did not (to cancel the pair masks its neighbours added). It never
 asks for both secrets of one client, and clients refuse to give both (fedembed.secagg.client).
 Any reconstruction short of t shares — too many dropouts — or fewer than `min_clients`
-survivors aborts the round with `SecAggAbort`; nothing of it is applied.
+survivors aborts the round with `SecAggAbort`; nothing of it is applied. So does a seed that
+does not open the commitment its client sent at the share stage (fedembed.secagg.commit): a
+corrupted share names its client instead of silently changing the sum.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from flwr.app import ConfigRecord, RecordDict
 
 from fedembed.errors import FedembedError
 from fedembed.secagg import client as proto, graph, keys, messages as msg, shamir
+from fedembed.secagg.commit import opens
 from fedembed.secagg.params import RoundParams
 from fedembed.secagg.prg import Expander
 from fedembed.secagg.quantize import Layout, Quantizer
@@ -56,6 +59,7 @@ class ServerRound:
         self.seed, self.drops = seed, drops or {}
         self._quantize(params, layout)
         self.s_pk: dict[int, bytes] = {}
+        self.b_commit: dict[int, bytes] = {}             # each sharer's commitment to its self-mask seed
         self.boxes: dict[int, dict[int, bytes]] = {}    # receiver → sender → sealed shares
         self.u1: set[int] = set()
         self.u2: set[int] = set()
@@ -93,6 +97,10 @@ class ServerRound:
         to, boxes = msg.ints(c, "to"), msg.blobs(c, "boxes")
         if to != self.graph[pid] or len(boxes) != len(to):
             raise proto.SecAggClientError(f"client {pid} sent shares to {to}, expected {self.graph[pid]}")
+        commitment = bytes(c["b_commit"])
+        if len(commitment) != 32:
+            raise proto.SecAggClientError(f"client {pid} sent a {len(commitment)}-byte seed commitment, expected 32")
+        self.b_commit[pid] = commitment
         self.s_pk[pid] = bytes(c["s_pk"])
         for h, box in zip(to, boxes):
             self.boxes.setdefault(h, {})[pid] = box
@@ -153,6 +161,11 @@ class ServerRound:
         """The unmasked ring sum of the survivors' quantized updates (and Σ(u − ½) when dithered)."""
         self.check_survivors()
         seeds = {u: self._reconstruct(self.b_shares, u, "self-mask seed") for u in sorted(self.u2)}
+        for u, b in seeds.items():
+            if not opens(self.b_commit[u], b, self.nonce, u):
+                raise SecAggAbort(f"round {self.rnd}: client {u}'s self-mask seed, rebuilt from the shares of "
+                                  f"holders {[x - 1 for x in list(self.b_shares[u])[:self.p.threshold]]}, does not "
+                                  f"match its commitment: a share is corrupted")
         dropped = sorted(self.u1 - self.u2)
         mask_keys = {u: self._reconstruct(self.s_shares, u, "mask key") for u in dropped}
         for u, s_sk in mask_keys.items():

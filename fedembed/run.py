@@ -17,6 +17,7 @@ from fedembed.attacks.privacy import evaluate as attacks
 from fedembed.attacks.privacy.plant import plant
 from fedembed.config import Config
 from fedembed.data.prepare import prepare
+from fedembed.errors import CheckpointError
 from fedembed.federation.server import initial_state, run_rounds
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,10 @@ def federate(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: b
     run_dir.mkdir(parents=True, exist_ok=True)
     prep = prepare(cfg, run_dir, plant=plant)
     state = initial_state(run_dir, prep, resume, compose.init_tables(cfg))
+    if state.round and cfg.secagg.enabled and cfg.privacy.record.enabled:
+        raise CheckpointError(f"{run_dir}: record-level DP under SecAgg+ keeps each client's accountant on its node "
+                              f"only (its parameters depend on the client's sample count); a resumed run's nodes start "
+                              f"afresh and their ε would restart at zero: start a new run instead of resuming")
     watched = attacks.observers(cfg)
     parts = compose.build_server(cfg, run_dir, prep, state, observers=watched)
     log.info("the update pipeline of scenario %r:\n%s", cfg.name, "\n".join(compose.describe(cfg)))

@@ -3,13 +3,16 @@
 The protocol lives in fedembed.secagg.client; here it meets local training
 (fedembed.federation.client) and the node's identity and state from Flower's `Context`. The
 mask stage trains and runs the update through the pipeline the composition root builds for
-this mask context, whose last stages noise, quantize and mask it (`Pipeline` below).
+this mask context, whose last stages noise, tally, quantize and mask it, and answers with the
+masked vector alone: the metrics the server may learn are sums inside it
+(fedembed/secagg/tally.py), and record-level DP's accountant stays in the node's state (its
+q = batch / n and steps reveal the client's sample count).
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from flwr.app import MetricRecord, RecordDict
+from flwr.app import RecordDict
 
 from fedembed.config import Config
 from fedembed.errors import FedembedError
@@ -43,12 +46,10 @@ def mask(content: RecordDict, context, pipeline: SecurePipeline) -> RecordDict:
                                         context.state, pipeline=lambda cfg, ctx: pipeline(cfg, ctx, mctx))
 
     update = proto.on_mask(content, context.state, pid, train)
-    metrics = {k: float(v) for k, v in update.metrics.items()}
-    out = msg.with_masked(RecordDict({wire.METRICS: MetricRecord(metrics)}), update.vector)
-    saved = wire.parse_record_dp(context.state)
-    if saved is not None:
-        wire.put_record_dp(out, saved)
-    return out
+    # The masked vector and nothing else: the metrics the server may learn are summed inside it
+    # (fedembed/secagg/tally.py); the record-level accountant stays in the node's state, since its
+    # parameters (q = batch / n, steps) are functions of this client's sample count.
+    return msg.with_masked(RecordDict(), update.vector)
 
 
 def unmask(content: RecordDict, context) -> RecordDict:

@@ -34,12 +34,14 @@ from fedembed.federation import stream, wire
 from fedembed.federation.accept import ReplySink
 from fedembed.federation.transport import Collected, RoundPlan
 from fedembed.observe import Observation
+from fedembed.privacy import record_state
 from fedembed.privacy.distributed import share_std
 from fedembed.privacy.user_dp import CLIP_BIT
 from fedembed.secagg import messages as msg
 from fedembed.secagg.params import STAGES, RoundParams, for_round
 from fedembed.secagg.quantize import Layout
 from fedembed.secagg.server import KeyBook, SecAggAbort, ServerRound
+from fedembed.secagg.tally import CLIPPED, EXAMPLES, LOSS_SUM, Tally, names_for
 
 log = logging.getLogger(__name__)
 
@@ -144,14 +146,15 @@ class SecureTransport:
                                   f"secagg.min_clients = {s.min_clients}")
             params = _params(cfg, len(pids), privacy)
             adaptive = privacy.user is not None and privacy.user.params.adaptive   # clip bit summed securely
-            layout = Layout(plan.shapes, 1 if adaptive else 0)
+            tally = Tally(names_for(privacy.user is not None, cfg.privacy.record.enabled), params.bits)
+            layout = Layout(plan.shapes, (1 if adaptive else 0) + tally.size)   # the metric sums go last
             if ahead is not None and ahead.rnd == rnd and ahead.pids == sorted(pids):
                 srv = ahead
                 srv.retune(params)
                 ex.failures["share"].update(refused)
                 ask = [p for p in pids if p not in srv.u1 and p not in refused]
             else:
-                srv = ServerRound(pids, book, params, rnd, layout, cfg.seed, drops)
+                srv = ServerRound(pids, book, params, rnd, layout, cfg.seed, drops, tally)
                 ask = pids
             if ask:
                 for p, c in ex("share", msg.SHARE, {p: srv.share_content(p) for p in ask}).items():
@@ -171,17 +174,15 @@ class SecureTransport:
             for p, c in ex("mask", msg.MASK, contents).items():
                 if not ex.accept("mask", p, lambda p_, c_: srv.add_masked(p_, msg.masked_of(c_)), c):
                     continue
-                m = {k: float(v) for k, v in c.metric_records[wire.METRICS].items()} \
-                    if wire.METRICS in c.metric_records else {}
                 seen = None
                 if sink.observers:
                     tables, weights = srv.quantizer.layout.split(msg.masked_of(c))
                     seen = Observation(tables, weights, srv.p.ring)
-                sink.accept(p, c, m, seen)
+                sink.accept(p, c, {}, seen)      # a masked reply carries no metrics: they are in the sum
             del contents
             srv.check_survivors()
-            nxt = _next_round(cfg, book, plan.upcoming[0] if plan.upcoming else None, rnd, layout, privacy, drops) \
-                if s.share_ahead else None
+            nxt = _next_round(cfg, book, plan.upcoming[0] if plan.upcoming else None, rnd, layout, privacy, drops,
+                              tally) if s.share_ahead else None
             keys_for = _keys_ahead(book, plan.upcoming, rnd) if s.share_ahead else {}
             self.ahead, self.refused = nxt, _unmask(ex, srv, nxt, book,
                                                     {p: _keys_query(cfg, r) for p, r in keys_for.items()})
@@ -191,23 +192,31 @@ class SecureTransport:
             survivors = set(srv.u2)
         except SecAggAbort as exc:
             log.warning("round %d: secure aggregation aborted, global state unchanged: %s", rnd, exc)
+            sink.summed(None, 0.0)
             return Collected(None, None, 0, {**_stats(ex, srv, survivors), "clients_ok": 0}, aborted=str(exc))
         sums, weights, extra = srv.quantizer.decode_all(total, dither_sum)
         if adaptive:
             privacy.observe({CLIP_BIT: float(extra[0])})     # the noisy sum of the survivors' clip bits
-        return Collected(sums, weights, len(survivors), {**_stats(ex, srv, survivors), "clients_ok": len(survivors)},
+        totals = tally.decode(extra[layout.extra - tally.size:])   # the metrics, learnt as sums only
+        sink.summed(totals.get(LOSS_SUM), totals.get(EXAMPLES, 0.0))
+        privacy.observe(record_state.secure_bound(cfg))      # record-level ε: what holds without any client's
+        stats = _stats(ex, srv, survivors)
+        if CLIPPED in totals:
+            stats["secagg"]["clipped"] = int(totals[CLIPPED])
+        return Collected(sums, weights, len(survivors), {**stats, "clients_ok": len(survivors)},
                          noise_in_sums=(len(survivors), calibrated))
 
 
 def _next_round(cfg, book: KeyBook, upcoming: list[int] | None, rnd: int, layout: Layout, privacy,
-                drops: dict[str, float]) -> ServerRound | None:
+                drops: dict[str, float], tally: Tally) -> ServerRound | None:
     """Round rnd + 1, set up now so that this round's unmask exchange can ask for its shares;
     None when it cannot be yet (a client without a channel key, too few clients): that round
     then shares on its own."""
     if not upcoming or len(upcoming) < cfg.secagg.min_clients or any(p not in book.channel for p in upcoming):
         return None
     try:
-        return ServerRound(upcoming, book, _params(cfg, len(upcoming), privacy), rnd + 1, layout, cfg.seed, drops)
+        return ServerRound(upcoming, book, _params(cfg, len(upcoming), privacy), rnd + 1, layout, cfg.seed, drops,
+                           tally)
     except FedembedError:        # the round itself will say why, when it comes
         return None
 

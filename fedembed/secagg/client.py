@@ -32,6 +32,7 @@ from fedembed.secagg.commit import seed_commitment
 from fedembed.secagg.errors import Refused, SecAggClientError  # noqa: F401 (re-exported: proto.Refused)
 from fedembed.secagg.prg import derive_key
 from fedembed.secagg.quantize import Layout, Quantizer
+from fedembed.secagg.tally import Tally
 from fedembed.updates import ClientUpdate
 
 
@@ -116,9 +117,20 @@ def open_shares(c: ConfigRecord, st: ConfigRecord, c_sk: bytes, pid: int) -> Non
     st["got_from"], st["got_b"], st["got_s"] = got_from, got_b, got_s
 
 
+def tally(c: ConfigRecord) -> Tally:
+    """The metric sums the mask request asks for (fedembed/secagg/tally.py)."""
+    try:
+        return Tally(tuple(str(n) for n in c.get("tally", [])), int(c["bits"]))
+    except ValueError as exc:
+        raise SecAggClientError(f"malformed mask request: {exc}") from None
+
+
 def quantizer(c: ConfigRecord, shapes: dict[str, tuple[int, ...]]) -> Quantizer:
-    return Quantizer(Layout(shapes, int(c.get("extra", 0))), int(c["bits"]), float(c["table_range"]),
-                     float(c["weight_range"]), int(c["ring"]), float(c.get("extra_range", 1.0)))
+    try:
+        return Quantizer(Layout(shapes, int(c.get("extra", 0))), int(c["bits"]), float(c["table_range"]),
+                         float(c["weight_range"]), int(c["ring"]), float(c.get("extra_range", 1.0)), tally(c).size)
+    except ValueError as exc:
+        raise SecAggClientError(f"malformed mask request: {exc}") from None
 
 
 @dataclass
@@ -133,6 +145,10 @@ class MaskContext:
 
     def quantizer(self, shapes: dict[str, tuple[int, ...]]) -> Quantizer:
         return quantizer(self.record, shapes)
+
+    @property
+    def tally(self) -> Tally:
+        return tally(self.record)
 
     @property
     def nonce(self) -> bytes:

@@ -24,9 +24,10 @@ from fedembed.secagg.commit import opens
 from fedembed.secagg.params import RoundParams
 from fedembed.secagg.prg import Expander
 from fedembed.secagg.quantize import Layout, Quantizer
+from fedembed.secagg.tally import Tally
 
 
-EXTRA_RANGE = 1.0      # the adaptive-clipping bit (±½) travels as one extra value in ±1
+EXTRA_RANGE = 1.0      # the adaptive-clipping bit (±½) travels as one extra value in ±1 (the tally's are exact)
 
 
 class SecAggAbort(FedembedError):
@@ -48,7 +49,9 @@ class KeyBook:
 
 class ServerRound:
     def __init__(self, pids: list[int], book: KeyBook, params: RoundParams, rnd: int, layout: Layout,
-                 seed: int = 0, drops: dict[str, float] | None = None) -> None:
+                 seed: int = 0, drops: dict[str, float] | None = None, tally: Tally | None = None) -> None:
+        """`layout`'s extra values end with `tally`'s (the round's metric sums, fedembed/secagg/tally.py)."""
+        self.tally = tally or Tally((), params.bits)
         self.pids, self.book, self.p, self.rnd = sorted(pids), book, params, rnd
         self.nonce = os.urandom(16)
         self.graph = graph.harary(self.pids, params.degree)
@@ -72,6 +75,9 @@ class ServerRound:
         if (params.degree, params.threshold) != (self.p.degree, self.p.threshold):
             raise SecAggAbort(f"round {self.rnd}: shares were made for k = {self.p.degree}, t = {self.p.threshold}, "
                               f"the round now needs k = {params.degree}, t = {params.threshold}")
+        if self.tally.size and params.bits != self.tally.bits:
+            raise SecAggAbort(f"round {self.rnd}: its metric sums were laid out for {self.tally.bits} bits, "
+                              f"the round now needs {params.bits}")
         if self.u2:
             raise SecAggAbort(f"round {self.rnd}: cannot change the quantization after masked vectors arrived")
         self._quantize(params, self.quantizer.layout)
@@ -79,7 +85,7 @@ class ServerRound:
     def _quantize(self, params: RoundParams, layout: Layout) -> None:
         self.p = params
         self.quantizer = Quantizer(layout, params.bits, params.table_range, params.weight_range, params.ring,
-                                   EXTRA_RANGE)
+                                   EXTRA_RANGE, self.tally.size)
         self.total = np.zeros(layout.size, dtype=self.quantizer.dtype)
 
     def _base(self, stage: str) -> dict:
@@ -117,6 +123,7 @@ class ServerRound:
                              "weight_range": self.p.weight_range, "ring": self.p.ring,
                              "noise_std": float(noise_std), "dither": bool(dither),
                              "extra": self.quantizer.layout.extra, "extra_range": EXTRA_RANGE,
+                             "tally": list(self.tally.names),
                              "bit_noise_std": float(bit_noise_std),
                              "cohort": len(self.u1)})   # m, the noise shares were calibrated for (device policy)
 

@@ -30,7 +30,7 @@ from typing import Any
 from flwr.app import Message, RecordDict
 
 from fedembed.errors import FedembedError
-from fedembed.federation import stream, wire
+from fedembed.federation import pool, pool_batch, stream, wire
 from fedembed.federation.accept import ReplySink
 from fedembed.federation.transport import Collected, RoundPlan
 from fedembed.observe import Observation
@@ -47,10 +47,12 @@ log = logging.getLogger(__name__)
 
 
 class _Exchange:
-    """Send one stage's messages, collect the answers; failures are dropouts of that stage."""
+    """Send one stage's messages, collect the answers; failures are dropouts of that stage.
+    `pooled`: the clients live on a pool of nodes, each sent one message an exchange for all
+    of its clients (fedembed/federation/pool_batch.py)."""
 
-    def __init__(self, grid, nodes: dict[int, int], rnd: int, timeout: float | None) -> None:
-        self.grid, self.nodes, self.rnd, self.timeout = grid, nodes, rnd, timeout
+    def __init__(self, grid, nodes: dict[int, int], rnd: int, timeout: float | None, pooled: bool = False) -> None:
+        self.grid, self.nodes, self.rnd, self.timeout, self.pooled = grid, nodes, rnd, timeout, pooled
         self.partition_of = {n: p for p, n in nodes.items()}
         self.bytes_up = self.bytes_down = 0
         self.failures: dict[str, dict[int, str]] = {s: {} for s in STAGES}   # stage → partition → reason
@@ -58,6 +60,8 @@ class _Exchange:
 
     def send(self, contents: dict[int, tuple[str, str, RecordDict]]) -> tuple[dict[int, RecordDict], dict[int, str]]:
         """partition → (message type, group, content) out; (answers, why the others failed) back."""
+        if self.pooled:
+            return self._send_pooled(contents)
         msgs = [Message(content=c, dst_node_id=self.nodes[p], message_type=mtype, group_id=group)
                 for p, (mtype, group, c) in contents.items()]
         self.bytes_down += sum(_size(c) for _, _, c in contents.values())
@@ -72,6 +76,38 @@ class _Exchange:
                 continue
             self.bytes_up += _size(reply.content)
             out[pid] = reply.content
+        for p in set(contents) - set(out) - set(failed):
+            failed[p] = "no answer in time"
+        return out, failed
+
+    def _send_pooled(self, contents: dict[int, tuple[str, str, RecordDict]]
+                     ) -> tuple[dict[int, RecordDict], dict[int, str]]:
+        """`send` to pool nodes: one batch per node, its reply split back into its clients'."""
+        hosted: dict[int, dict[int, tuple[str, RecordDict]]] = {}
+        groups: dict[int, str] = {}
+        for p, (mtype, group, c) in contents.items():
+            hosted.setdefault(self.nodes[p], {})[p] = (mtype, c)
+            groups.setdefault(self.nodes[p], group)
+        msgs = []
+        for node, items in hosted.items():
+            batch = pool_batch.batch_content(items)
+            self.bytes_down += _size(batch)
+            msgs.append(Message(content=batch, dst_node_id=node, message_type=pool_batch.BATCH, group_id=groups[node]))
+        out: dict[int, RecordDict] = {}
+        failed: dict[int, str] = {}
+        for reply in stream.send_and_receive(self.grid, msgs, 0, self.timeout) if msgs else []:
+            asked = list(hosted.get(reply.metadata.src_node_id, {}))
+            if reply.has_error():
+                failed.update({p: str(reply.error.reason) for p in asked})
+                continue
+            self.bytes_up += _size(reply.content)
+            try:
+                replies, errors = pool.split_reply(reply.content, asked)
+            except FedembedError as exc:
+                failed.update({p: f"malformed reply of its pool node: {exc}" for p in asked})
+                continue
+            out.update(replies)
+            failed.update(errors)
         for p in set(contents) - set(out) - set(failed):
             failed[p] = "no answer in time"
         return out, failed
@@ -133,7 +169,7 @@ class SecureTransport:
         drops = {st: getattr(s, f"drop_{st}") for st in STAGES}
         book = self.book
         ahead, refused, self.ahead, self.refused = self.ahead, self.refused, None, {}
-        ex = _Exchange(grid, plan.nodes, rnd, cfg.federation.round_timeout or None)
+        ex = _Exchange(grid, plan.nodes, rnd, cfg.federation.round_timeout or None, bool(cfg.simulation.nodes))
         survivors: set[int] = set()
         srv = None
         try:

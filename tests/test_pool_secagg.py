@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from fedembed import checkpoint, compose, metrics
 from fedembed.federation import pool, pool_batch
@@ -82,3 +82,8 @@ def test_a_client_s_state_is_written_back_and_removed_under_its_partition():
             state[msg.STATE_ROUND] = ConfigRecord({"round": 2})
             raise RuntimeError("a stage that failed half-way still keeps what it did")
     assert "secagg_round.2" in holder.config_records
+    holder["family_state.2"] = ArrayRecord({"x": Array(np.zeros(2))})      # the family's private arrays too
+    with pool_batch.client_state(holder, 2) as state:
+        assert "family_state" in state.array_records
+        state["family_state"] = ArrayRecord({"x": Array(np.ones(2))})
+    assert holder.array_records["family_state.2"]["x"].numpy().tolist() == [1.0, 1.0]

@@ -3,7 +3,7 @@
 A pool node hosts several clients (fedembed/federation/pool.py), and SecAgg+ keeps keys,
 shares and masks per client. So each of its clients' secure-aggregation state lives in the
 node's `context.state` under the client's partition ("secagg_keys.3", "secagg_round.3",
-"record_dp.3"), and each exchange of a round sends the node *one* message naming, for every
+"record_dp.3", "family_state.3", the names `pool.state_of` uses), and each exchange of a round sends the node *one* message naming, for every
 hosted client it concerns, the stage (keys, share, mask, unmask) and that client's own records.
 The node runs them one after the other, each on its client's state, and answers every client
 apart, as `pool.reply_content` does for training.
@@ -33,7 +33,8 @@ from fedembed.secagg import messages as msg
 
 BATCH = "train.secagg_pool"
 OWN = (msg.SECAGG, msg.NEXT, wire.RECORD_DP)               # a client's own records in a batch
-STATE = (msg.STATE_KEYS, msg.STATE_ROUND, wire.RECORD_DP)  # a client's own records in the node's state
+STATE = (msg.STATE_KEYS, msg.STATE_ROUND, wire.RECORD_DP,  # a client's own records in the node's state
+         wire.FAMILY_STATE)
 
 
 def batch_content(items: dict[int, tuple[str, RecordDict]]) -> RecordDict:
@@ -79,14 +80,13 @@ def hosts(node_config, partition: int) -> bool:
 def client_state(holder: RecordDict, partition: int) -> Iterator[RecordDict]:
     """One client's state, out of a node's `context.state`, under the names single-client code
     uses; written back (or removed, when that code removed it) when the block ends, raise or not."""
-    view = RecordDict({name: holder.config_records[f"{name}.{partition}"] for name in STATE
-                       if f"{name}.{partition}" in holder.config_records})
+    view = RecordDict({name: holder[f"{name}.{partition}"] for name in STATE if f"{name}.{partition}" in holder})
     try:
         yield view
     finally:
         for name in STATE:
             key = f"{name}.{partition}"
-            if name in view.config_records:
-                holder[key] = view.config_records[name]
-            elif key in holder.config_records:
+            if name in view:
+                holder[key] = view[name]
+            elif key in holder:
                 del holder[key]

@@ -24,6 +24,11 @@ the reason, and the next round goes on; the round is still charged to the privac
 Under distributed DP the survivors must number at least the floor the clients' noise shares
 were calibrated for (fedembed/secagg/params.py `survivor_floor`), and the ledger is charged
 before the unmask exchange, which is what releases the sum.
+
+A masked reply is the vector alone: the round's loss, examples and range-clip count come from
+sums inside it (fedembed/secagg/tally.py; none under user-level DP). With a pool of nodes
+(`simulation.nodes`, and `flwr run` on fewer SuperNodes than clients) each exchange sends a
+node one message for all of its clients (fedembed/federation/pool_batch.py).
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ class TextSource:
 
     def build(self, cfg, shard_dir: Path):
         from fedembed.config import DEVICES
-        from fedembed.data.prepare import build_vocab, write_shards
+        from fedembed.data.text_shards import build_vocab, write_shards
         from fedembed.data.shards import Manifest
 
         vocab = build_vocab(cfg)

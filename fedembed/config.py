@@ -33,6 +33,8 @@ class VocabConfig:
     source: str = "builtin"        # "builtin" (reference corpus) or a word-list file
     min_count: int = 5
     max_size: int = 0              # 0 = no limit
+    holdout: float = 0.0           # share of the word-similarity lists' words kept out of the vocabulary (and
+                                   # so out of training): the out-of-vocabulary test (fedembed/data/holdout.py)
 
 
 @dataclass
@@ -50,7 +52,7 @@ class PartitionConfig:
 
 @dataclass
 class ModelConfig:
-    family: str = "sgns"           # sgns | cbow
+    family: str = "sgns"           # sgns | cbow | fasttext | mf (fedembed/models: one file each)
     dim: int = 100
     window: int = 5
     negative: int = 5
@@ -60,6 +62,15 @@ class ModelConfig:
                                    # round 1) | a word2vec text/binary vectors file (fedembed/models/init.py)
     init_corpus: str = ""          # public: the warm start's text; "" = the built-in corpus (never data.corpus)
     init_epochs: int = 20          # public: epochs of the central warm-start training
+
+
+@dataclass
+class FastTextConfig:
+    """The subword family, `model.family = "fasttext"` (fedembed/models/fasttext.py), `[fasttext]`."""
+    min_n: int = 3                 # character n-grams of n = min_n..max_n, of the word in boundary marks <word>
+    max_n: int = 6
+    buckets: int = 50000           # hashed n-gram rows, a fixed table (fastText's default 2,000,000 would be
+                                   # 800 MB a client a round at dim 100)
 
 
 @dataclass
@@ -220,6 +231,7 @@ class Config:
     vocab: VocabConfig = field(default_factory=VocabConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    fasttext: FastTextConfig = field(default_factory=FastTextConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)

@@ -83,9 +83,7 @@ def load_model(path: str | Path) -> ServedModel:
         raise FedembedError(f"no run directory or vectors file at {path}")
     try:
         kv = _load_fasttext(vec_file) if is_fasttext_bin(vec_file) else load_vectors(vec_file)
-    except FedembedError:
-        raise
-    except (ValueError, UnicodeDecodeError, EOFError, OSError, AssertionError, MemoryError) as exc:
+    except (ValueError, UnicodeDecodeError, EOFError, OSError) as exc:
         raise FedembedError(f"cannot read vectors from {vec_file}: {exc}") from exc
     oov = kv.get_vector if getattr(kv, "bucket", 0) else None   # a fastText model: unseen words by n-grams
     try:
@@ -119,7 +117,7 @@ def _load_fasttext(path: Path):
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in struct, numpy or gensim: one line either way
         from fedembed.data.lines import one_line
 
-        raise FedembedError(f"cannot read the fastText model {path}: {type(exc).__name__}: {one_line(exc)}") from exc
+        raise ValueError(f"not a readable fastText model ({type(exc).__name__}: {one_line(exc)})") from exc
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

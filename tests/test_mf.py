@@ -190,6 +190,8 @@ def test_bpr_learns_the_planted_groups_near_the_centralized_model_and_far_above_
     assert fed["ndcg@10"] > 0.7 * cen["ndcg@10"] and report["ratio_to_baseline"]["recall@10"] > 0.7
     assert set(report["headline"]) == {"federated", "centralized (baseline)", "popularity (baseline)"}
     assert report["run"]["family"] == "mf" and (tmp_path / "run" / "embeddings.bin").is_file()
+    header = (tmp_path / "run" / "summary.csv").read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert {"recall@10", "ndcg@10"} <= set(header)                            # the family's headline columns
 
 
 def test_mse_reports_rmse(tmp_path):

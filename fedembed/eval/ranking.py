@@ -3,8 +3,9 @@
 - Federated: each user's row is rebuilt from the final global items on the user's own training
   interactions (as its device would: Federated Reconstruction's evaluation), then every item the
   user did not train on is scored. In the simulation this runs on the server, over the shards.
-- Centralized: the same model (user and item rows together, the same loss, hyperparameters and
-  passes over the data) trained by SGD on all the training interactions at once.
+- Centralized: the same model and alternation (rebuild the user rows, then update the items) with
+  every training interaction in one place, for as many passes as the federation made, evaluated
+  the same way.
 - Popularity: items ranked by their training interaction count.
 
 Recall@K = hits / min(K, held-out items); NDCG@K with binary relevance; every held-out interaction
@@ -103,14 +104,18 @@ def _evaluate_rows(cfg, users: Users, rows: dict[tuple[int, int], tuple[np.ndarr
 
 def evaluate_federated(family, run: RunView, quick: bool = False) -> dict[str, Any]:
     """Reconstruct each scored user's row on its own training data from the global items, then rank."""
+    return evaluate_tables(family, run, run.tables, QUICK_USERS if quick else EVAL_USERS)
+
+
+def evaluate_tables(family, run: RunView, tables: dict[str, np.ndarray], limit: int) -> dict[str, Any]:
     import torch
 
     from fedembed.train.mf import reconstruct
 
-    users = Users(run, QUICK_USERS if quick else EVAL_USERS)
+    users = Users(run, limit)
     data = shards(run)
-    items, bias = run.tables["item_vectors"], run.tables["item_bias"]
-    offset = float(run.tables["offset"][0, 0])
+    items, bias = tables["item_vectors"], tables["item_bias"]
+    offset = float(tables["offset"][0, 0])
     rows, train_items = {}, {}
     for c in users.clients():
         d = data[c]
@@ -129,19 +134,19 @@ def evaluate_federated(family, run: RunView, quick: bool = False) -> dict[str, A
 
 
 def centralized(family, run: RunView) -> dict[str, Any]:
-    """The same model trained centrally on all the training interactions (users and items together)."""
+    """The same model and algorithm with every training interaction in one place: each pass rebuilds
+    every user's row on all its interactions (items frozen), then takes one SGD pass over all of
+    them on the items (users frozen); as many passes as the federation made over the data, the same
+    learning-rate decay; evaluated as the federated model is."""
     import torch
 
     from fedembed.eval.baseline import baseline_epochs
-    from fedembed.train.mf import sgd_epochs
+    from fedembed.train.mf import reconstruct, sgd_epochs
 
     cfg = run.cfg
     data = shards(run)
-    base, uid = 0, {}
-    us, its, rs = [], [], []
-    for c, d in data.items():
-        for u in range(d.num_users):
-            uid[(c, u)] = base + u
+    base, us, its, rs = 0, [], [], []
+    for d in data.values():
         us.append(d.users.astype(np.int64) + base)
         its.append(d.items.astype(np.int64))
         rs.append(d.ratings)
@@ -150,18 +155,20 @@ def centralized(family, run: RunView) -> dict[str, Any]:
     gen = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
     t = family.init_tables(len(run.rows), cfg.seed)
     items, bias, offset = (torch.tensor(t[k]) for k in ("item_vectors", "item_bias", "offset"))
-    p0, c0 = family.new_users(base, rng)
-    p, cb = torch.tensor(p0), torch.tensor(c0)
     users = torch.from_numpy(np.concatenate(us))
     pos = torch.from_numpy(np.concatenate(its))
     ratings = torch.from_numpy(np.concatenate(rs).astype(np.float32))
     epochs = baseline_epochs(cfg, len(run.clients))
-    sgd_epochs(items, bias, offset, p, cb, users, pos, ratings, epochs, cfg.train.lr, cfg.train.min_lr,
-               family.params, rng, gen, torch.zeros(len(items), dtype=torch.float64), train_users=True)
-    scored = Users(run, EVAL_USERS)
-    rows = {key: (p[uid[key]].numpy(), float(cb[uid[key]])) for key in scored.keys}
-    train_items = {key: data[key[0]].items[data[key[0]].users == key[1]] for key in scored.keys}
-    out = _evaluate_rows(cfg, scored, rows, train_items, items.numpy(), bias.numpy(), float(offset[0, 0]))
+    lr, lo = cfg.train.lr, cfg.train.min_lr
+    p0, c0 = family.new_users(base, rng)
+    for e in range(epochs):
+        p, cb = (torch.tensor(p0), torch.tensor(c0)) if cfg.mf.user_state == "reconstruct" or e == 0 else (p, cb)
+        reconstruct(items, bias, float(offset[0, 0]), users, pos, ratings, p, cb, family.params, gen)
+        sgd_epochs(items, bias, offset, p, cb, users, pos, ratings, 1, lr - (lr - lo) * e / epochs,
+                   lr - (lr - lo) * (e + 1) / epochs, family.params, rng, gen,
+                   torch.zeros(len(items), dtype=torch.float64))
+    tables = {"item_vectors": items.numpy(), "item_bias": bias.numpy(), "offset": offset.numpy()}
+    out = evaluate_tables(family, run, tables, EVAL_USERS)
     out["epochs"] = epochs
     return out
 

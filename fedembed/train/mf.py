@@ -65,8 +65,8 @@ def reconstruct(items: torch.Tensor, item_bias: torch.Tensor, offset: float, use
 
 def item_step(items: torch.Tensor, item_bias: torch.Tensor, offset: torch.Tensor, p: torch.Tensor,
               c: torch.Tensor, users: torch.Tensor, pos: torch.Tensor, ratings: torch.Tensor, lr: float,
-              params: MFParams, gen: torch.Generator, touched: torch.Tensor, train_users: bool = False) -> float:
-    """One SGD step on a batch; users frozen unless `train_users` (the centralized baseline). Returns the loss sum."""
+              params: MFParams, gen: torch.Generator, touched: torch.Tensor) -> float:
+    """One SGD step of the items on a batch, users frozen. Returns the loss sum."""
     reg = params.reg
     pu = p[users]
     if params.loss == MSE:
@@ -75,9 +75,6 @@ def item_step(items: torch.Tensor, item_bias: torch.Tensor, offset: torch.Tensor
         _mean_add(items, pos, e[:, None] * pu - reg * qi, lr, touched)
         _mean_add(item_bias, pos, (e - reg * item_bias[pos, 0])[:, None], lr)
         offset += lr * e.mean()
-        if train_users:
-            _mean_add(p, users, e[:, None] * qi - reg * pu, lr)
-            _mean_add(c.view(-1, 1), users, (e - reg * c[users])[:, None], lr)
         return float((e * e).sum())
     neg = torch.randint(0, len(items), (len(pos),), generator=gen)
     qi, qj = items[pos], items[neg]
@@ -86,14 +83,11 @@ def item_step(items: torch.Tensor, item_bias: torch.Tensor, offset: torch.Tensor
     rows = torch.cat([pos, neg])
     _mean_add(items, rows, torch.cat([g[:, None] * pu - reg * qi, -g[:, None] * pu - reg * qj]), lr, touched)
     _mean_add(item_bias, rows, torch.cat([g - reg * item_bias[pos, 0], -g - reg * item_bias[neg, 0]])[:, None], lr)
-    if train_users:
-        _mean_add(p, users, g[:, None] * (qi - qj) - reg * pu, lr)
     return float(torch.nn.functional.softplus(-x).sum())
 
 
 def sgd_epochs(items, item_bias, offset, p, c, users, pos, ratings, epochs: int, lr_start: float, lr_end: float,
-               params: MFParams, rng: np.random.Generator, gen: torch.Generator, touched: torch.Tensor,
-               train_users: bool = False) -> tuple[float, int]:
+               params: MFParams, rng: np.random.Generator, gen: torch.Generator, touched: torch.Tensor) -> tuple[float, int]:
     """`epochs` shuffled passes of `item_step`, the learning rate falling linearly; (loss sum, examples)."""
     m = len(pos)
     total = max(epochs * m, 1)
@@ -104,6 +98,6 @@ def sgd_epochs(items, item_bias, offset, p, c, users, pos, ratings, epochs: int,
             b = order[lo:lo + params.batch_size]
             lr = lr_start + (lr_end - lr_start) * seen / total
             loss += item_step(items, item_bias, offset, p, c, users[b], pos[b], ratings[b], lr, params, gen,
-                              touched, train_users)
+                              touched)
             seen += len(b)
     return loss, seen

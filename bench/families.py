@@ -54,6 +54,7 @@ def main() -> None:
     out = ROOT / "bench" / "out" / "families" / args.tag
     t0 = time.perf_counter()
     report = federate(InProcessGrid(cfg.partition.num_clients), cfg, out, progress=False)
+    cfg.save(out / "config.toml")   # as `fedembed simulate` leaves it: `fedembed evaluate | export | serve` read it
     wall = time.perf_counter() - t0
     rows = [r for r in metrics.read(out) if "event" not in r]
     result = {"scenario": cfg.name, "overrides": overrides, "family": cfg.model.family,

@@ -172,6 +172,23 @@ def test_no_user_row_appears_in_any_message(tmp_path, secagg):
     _user_rows_absent(grid, rows)
 
 
+def test_the_message_check_catches_a_leaked_user_row(tmp_path):
+    """The check above can fail: a client that adds its user rows to its reply is caught."""
+    from flwr.app import ArrayRecord
+
+    cfg = _cfg(tmp_path, mf={"user_state": "keep"}, federation={"rounds": 1})
+    grid = InProcessGrid(cfg.partition.num_clients)
+
+    def leak(content):
+        content["extra"] = ArrayRecord({"x": wire.arrays(wire.family_state(grid.contexts[0].state))[USER_ROWS]})
+        return content
+    grid.tamper = {0: leak}
+    _run(tmp_path, cfg, grid=grid)
+    rows = wire.family_state(grid.contexts[0].state)[USER_ROWS]
+    with pytest.raises(AssertionError):
+        _user_rows_absent(grid, rows)
+
+
 def test_user_rows_stay_per_client_on_a_pool_node(tmp_path):
     cfg = _cfg(tmp_path, mf={"user_state": "keep"}, federation={"rounds": 2}, simulation={"nodes": 2})
     _, grid = _run(tmp_path, cfg, grid=InProcessGrid(2))

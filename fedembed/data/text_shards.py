@@ -24,8 +24,16 @@ log = logging.getLogger(__name__)
 def build_vocab(cfg: Config) -> Vocabulary:
     v = cfg.vocab
     if v.source == BUILTIN:
-        return vocab_mod.from_corpus(BUILTIN, BUILTIN, v.min_count, v.max_size)
-    return vocab_mod.from_word_list(Path(v.source), v.min_count, v.max_size)
+        vocab = vocab_mod.from_corpus(BUILTIN, BUILTIN, v.min_count, v.max_size)
+    else:
+        vocab = vocab_mod.from_word_list(Path(v.source), v.min_count, v.max_size)
+    if v.holdout > 0:  # the out-of-vocabulary test's words: never in any shard (fedembed/data/holdout.py)
+        from fedembed.data.holdout import held_out_of
+
+        out = held_out_of(cfg)
+        keep = [i for i, w in enumerate(vocab.words) if w not in out]
+        vocab = Vocabulary([vocab.words[i] for i in keep], vocab.counts[keep])
+    return vocab
 
 
 def write_shards(cfg: Config, vocab: Vocabulary, shard_dir: Path) -> Manifest:

@@ -58,7 +58,8 @@ class Family(Protocol):
     # `counts`: the row index's public counts; `private`: DP-SGD (only when `record_dp`);
     # `state`: this node's private arrays, read and updated in place, kept on the node.
 
-    def word_vectors(self, tables: dict[str, np.ndarray]) -> np.ndarray: ...  # one vector per row-index row
+    def word_vectors(self, tables: dict[str, np.ndarray], words: list[str] | None = None) -> np.ndarray: ...
+    # one vector per row of the row index; `words`, the rows' names, for a family whose vectors need them
 
     def evaluate(self, run: RunView, quick: bool = False) -> dict[str, Any]: ...  # quick: the slow parts left out
 
@@ -96,6 +97,6 @@ def check(cfg: Config) -> None:
 
 
 from fedembed.models import base  # noqa: E402  (BaseFamily: the defaults)
-from fedembed.models import cbow, sgns  # noqa: E402,F401  (registration)
+from fedembed.models import cbow, fasttext, mf, sgns  # noqa: E402,F401  (registration)
 
 BaseFamily = base.BaseFamily

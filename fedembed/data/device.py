@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from fedembed.config import DEVICES
-from fedembed.data.shards import ShardWriter, shard_paths
+from fedembed.data.shards import ROWS, ShardWriter, shard_paths
 from fedembed.errors import ConfigError, CorpusError
 from fedembed.nodelog import report
 from fedembed.signals import default_signal_handlers
@@ -110,6 +110,7 @@ def local_shard(corpus: Path, cfg, counts: np.ndarray, fingerprint: str = "") ->
         return directory
     vocab = _public_vocab(cfg, source, counts, fingerprint)
     directory.mkdir(parents=True, exist_ok=True)
+    vocab.save(directory / ROWS)
     writer = ShardWriter(directory, 1)
     for doc in read_corpus(corpus, fmt):
         writer.append(0, vocab.encode(doc.tokens), doc.unit)
@@ -128,7 +129,7 @@ def local_shard(corpus: Path, cfg, counts: np.ndarray, fingerprint: str = "") ->
 def _public_vocab(cfg, source: str, counts: np.ndarray, fingerprint: str = ""):
     """Build the public vocabulary here and refuse it unless it is the server's: row by row
     (counts), then words and counts together (the server's fingerprint)."""
-    from fedembed.data.prepare import build_vocab
+    from fedembed.data.text_shards import build_vocab
 
     with default_signal_handlers():
         vocab = build_vocab(replace(cfg, vocab=replace(cfg.vocab, source=source)))

@@ -2,7 +2,8 @@
 
 Each discovery round released one Gaussian mechanism of sensitivity 1 on the user unit, with
 the noise actually present (z·√(m'/m) under SecAgg+ with dropouts) and the rounds' Poisson
-rate. `prime` charges them to the ledger the privacy session is built from (as round 0, also
+rate (credited to the headline ε only against the threat model's observer: `headline_rate`).
+`prime` charges them to the ledger the privacy session is built from (as round 0, also
 a `vocab_discovery` event line in metrics.jsonl), so
 the same accountant composes them with every training round and the report's
 `privacy.epsilon` covers both; with `privacy.target_epsilon`, training's noise multiplier is
@@ -15,8 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fedembed.discovery.rounds import state_path
+from fedembed.discovery.params import headline_rate
 from fedembed.discovery.protocol import DiscoveryState
+from fedembed.discovery.rounds import state_path
 
 MARK = "vocab_discovery"       # in the checkpoint's extra: the discovery is in its ledger
 
@@ -36,26 +38,42 @@ def prime(cfg, extra: dict[str, Any], run_dir: Path) -> None:
     from fedembed.privacy import distributed
     from fedembed.privacy.accountant import Accountant, remaining_noise_multiplier
     from fedembed.privacy.ledger import USER, Ledger
-    from fedembed.privacy.params import delta, sample_rate
-    from fedembed.privacy.session import LEDGER_KEY, MECHANISM_KEY
+    from fedembed.privacy.params import UNTRUSTED, delta, threat_model
+    from fedembed.privacy.session import LEDGER_KEY, MECHANISM_KEY, RELEASED
     from fedembed.privacy.user_dp import CentralGaussian
 
     spent = history(run_dir)
-    d, kind = delta(cfg), cfg.privacy.accountant
+    d, kind, threat = delta(cfg), cfg.privacy.accountant, threat_model(cfg)
     ledger = Ledger.from_dict(extra.get(LEDGER_KEY))
-    ledger.open(USER, distributed.MECHANISM if cfg.secagg.enabled else CentralGaussian.mechanism, d, Accountant(kind))
+    # the unit as the privacy session opens it (the headline against the threat model, the released
+    # tables' view beside it), so the session finds it open and goes on composing
+    views = {RELEASED: Accountant(kind)} if threat == UNTRUSTED else {}
+    ledger.open(USER, distributed.MECHANISM if cfg.secagg.enabled else CentralGaussian.mechanism, d, Accountant(kind),
+                threat, views)
     for i, (z, q, _) in enumerate(spent):
-        ledger.spend(USER, z, q, {"discovery_round": i, "noise_multiplier": z, "sample_rate": q})
+        ledger.spend(USER, z, headline_rate(cfg, q), {"discovery_round": i, "noise_multiplier": z, "sample_rate": q},
+                     views={RELEASED: (z, q)})
     entry = ledger.close_round(0)
     extra[LEDGER_KEY] = ledger.to_dict()
     if cfg.privacy.target_epsilon > 0 and MECHANISM_KEY not in extra:
-        z = remaining_noise_multiplier(spent, sample_rate(cfg), cfg.federation.rounds, cfg.privacy.target_epsilon,
-                                       d, kind)
+        z = remaining_noise_multiplier(headline_history(cfg, spent), training_rate(cfg), cfg.federation.rounds,
+                                       cfg.privacy.target_epsilon, d, kind)
         extra[MECHANISM_KEY] = {"noise_multiplier": z}
     extra[MARK] = {"rounds": len(spent), "epsilon": entry["units"][USER]["epsilon"] if entry else 0.0}
     from fedembed import metrics
 
     metrics.append(run_dir, {"round": 0, "event": "vocab_discovery", "rounds": len(spent), "privacy": entry})
+
+
+def headline_history(cfg, spent: list[tuple[float, float, int]]) -> list[tuple[float, float, int]]:
+    return [(z, headline_rate(cfg, q), n) for z, q, n in spent]
+
+
+def training_rate(cfg) -> float:
+    """Training's rate as its rounds are charged to the headline."""
+    from fedembed.privacy.params import sample_rate
+
+    return headline_rate(cfg, sample_rate(cfg))
 
 
 def planned_training_noise(cfg) -> float | None:
@@ -65,9 +83,9 @@ def planned_training_noise(cfg) -> float | None:
         return None
     from fedembed.discovery.params import resolve
     from fedembed.privacy.accountant import remaining_noise_multiplier
-    from fedembed.privacy.params import delta, sample_rate
+    from fedembed.privacy.params import delta
 
     p = resolve(cfg)
-    return remaining_noise_multiplier([(z, p.sample_rate, 1) for z in p.noise_multipliers], sample_rate(cfg),
-                                      cfg.federation.rounds, cfg.privacy.target_epsilon, delta(cfg),
-                                      cfg.privacy.accountant)
+    planned = headline_history(cfg, [(z, p.sample_rate, 1) for z in p.noise_multipliers])
+    return remaining_noise_multiplier(planned, training_rate(cfg), cfg.federation.rounds, cfg.privacy.target_epsilon,
+                                      delta(cfg), cfg.privacy.accountant)

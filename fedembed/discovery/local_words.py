@@ -27,7 +27,7 @@ def directory(run_dir: Path) -> Path:
 def prepare(cfg, run_dir: Path) -> tuple[Path, Manifest]:
     """Write (or reuse) every client's text as local ids; returns the directory and its manifest."""
     from fedembed import vocab as vocab_mod
-    from fedembed.data.prepare import write_shards
+    from fedembed.data.text_shards import write_shards
 
     out = directory(run_dir)
     if (out / MANIFEST).is_file() and (out / WORDS).is_file():

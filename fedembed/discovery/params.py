@@ -74,6 +74,12 @@ def check(cfg) -> None:
         raise ConfigError("vocab.mode = \"discovered\" needs privacy.user_level = true: the discovery is "
                           "user-level DP charged to the same ledger as training, and training without user-level "
                           "DP would leave the run's privacy.epsilon meaningless")
+    if cfg.privacy.mechanism == "ftrl_tree":
+        raise ConfigError("vocab.mode = \"discovered\" charges its rounds to DP-FedAvg's RDP ledger; it is not "
+                          "wired for privacy.mechanism = \"ftrl_tree\" (the tree's own accounting) yet")
+    if cfg.privacy.noise_population:
+        raise ConfigError("vocab.mode = \"discovered\" is not wired for research mode (privacy.noise_population): "
+                          "its votes' noise is not scaled to a simulated deployment")
     if cfg.privacy.denominator == "public":
         raise ConfigError("vocab.mode = \"discovered\" rules out privacy.denominator = \"public\": its row "
                           "denominators come from public word counts, and no one reveals a count to the discovery "
@@ -110,6 +116,15 @@ def check(cfg) -> None:
                           f"{d.max_prefixes}), more than {MAX_VALUES:,}: lower them")
 
 
+def headline_rate(cfg, q: float) -> float:
+    """The sampling rate the headline ε may credit (fedembed.privacy.params.UserLevel.headline_rate):
+    q against observers of the released output when a trusted server keeps the sample secret; 1
+    under SecAgg+, whose server draws the voters (and the cohorts) itself."""
+    from fedembed.privacy.params import TRUSTED, threat_model
+
+    return q if threat_model(cfg) == TRUSTED else 1.0
+
+
 def resolve(cfg) -> DiscoveryParams:
     """The discovery's rounds and noise for this scenario (check() has passed)."""
     from fedembed.privacy.params import delta
@@ -120,6 +135,7 @@ def resolve(cfg) -> DiscoveryParams:
     q = d.clients_per_round / cfg.partition.num_clients if d.clients_per_round else 1.0
     dl = delta(cfg)
     return DiscoveryParams(d.alphabet, d.max_length, levels, d.refine_rounds,
-                           noise_multipliers(weights, d.epsilon, dl, q, cfg.privacy.accountant), q, d.epsilon, dl,
+                           noise_multipliers(weights, d.epsilon, dl, headline_rate(cfg, q), cfg.privacy.accountant),
+                           q, d.epsilon, dl,
                            cfg.privacy.accountant, d.max_prefixes, d.prefix_false_positives,
                            d.candidate_false_positives, d.false_positives)

@@ -5,8 +5,9 @@ round's learning-rate range, seed and the resolved scenario. Up: the weighted de
 ("update"), the per-row weights ("weights") and a `MetricRecord` "metrics"; a sparse upload
 (`federation.sparse_upload`, plain path) sends only touched rows of both, their indices in
 "rows". With record-level DP on, a `ConfigRecord` "record_dp" carries the node's accountant
-state up in every reply, and down to a node that lost it (a resumed run) when the server puts
-it in `TrainInstruction`.
+state up in every plain reply, and down to a node that lost it (a resumed run) when the server
+puts it in `TrainInstruction`. A secure (SecAgg+) reply is the masked vector alone
+(fedembed/federation/secure_client.py): no metrics, no accountant state.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ GLOBAL, VOCAB, TRAIN, UPDATE, WEIGHTS, METRICS = "global", "vocab", "train", "up
 NODE = "node"
 RECORD_DP = "record_dp"   # ConfigRecord: a node's record-level DP accountant state (up; down on resume)
 ROWS = "rows"             # ArrayRecord: a sparse upload's row indices (fedembed/federation/sparse.py)
+FAMILY_STATE = "family_state"  # ArrayRecord in a node's `context.state` only: the family's private arrays
 
 
 @dataclass
@@ -108,6 +110,18 @@ def parse_record_dp(content: RecordDict) -> dict[str, Any] | None:
     """The accountant state in a message or in a node's `context.state`; None when there is none."""
     record = content.config_records.get(RECORD_DP)
     return json.loads(str(record["state"])) if record is not None else None
+
+
+def family_state(node_state: RecordDict) -> dict[str, np.ndarray]:
+    """The family's private arrays kept in a node's `context.state` (e.g. a user's row); {} at first."""
+    record = node_state.array_records.get(FAMILY_STATE)
+    return from_arrays(record) if record is not None else {}
+
+
+def put_family_state(node_state: RecordDict, state: dict[str, np.ndarray]) -> None:
+    """Keep the family's private arrays in the node's `context.state` (never put into a message)."""
+    if state:
+        node_state[FAMILY_STATE] = arrays(state)
 
 
 def _reply_parts(content: RecordDict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:

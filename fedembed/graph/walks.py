@@ -38,10 +38,9 @@ class Walker:
     def __init__(self, graph: Graph, params: WalkParams) -> None:
         self.g, self.p = graph, params
         self.cum = np.cumsum(graph.weights)
-        self.row_base = np.concatenate(([0.0], self.cum))[graph.indptr[:-1]]       # weight before each row
-        self.row_total = np.add.reduceat(graph.weights, graph.indptr[:-1]) if len(graph.weights) else \
-            np.zeros(graph.num_nodes)
-        self.row_total = np.where(graph.degree > 0, self.row_total, 0.0)
+        ext = np.concatenate(([0.0], self.cum))
+        self.row_base = ext[graph.indptr[:-1]]                      # weight before each row
+        self.row_total = ext[graph.indptr[1:]] - self.row_base
         self.keys = graph.keys()
         self.alpha_max = max(1.0 / params.p, 1.0, 1.0 / params.q)
 

@@ -77,7 +77,7 @@ def train_pairs(model: SentenceModel, anchors: Features, positives: Features, ep
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += float(loss)
+            loss_sum += float(loss.detach())
             steps += 1
             seen += len(idx)
     model.eval()

@@ -28,6 +28,7 @@ class State:
     tables: dict[str, np.ndarray]
     vocab_fingerprint: str
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. the privacy ledger, client state
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. the server optimiser's moments
 
 
 def save(run_dir: Path, state: State) -> None:
@@ -36,7 +37,8 @@ def save(run_dir: Path, state: State) -> None:
     meta = {"round": state.round, "vocab_fingerprint": state.vocab_fingerprint, "extra": state.extra}
     with open(tmp, "wb") as fh:
         np.savez(fh, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                 **{f"table/{k}": v for k, v in state.tables.items()})
+                 **{f"table/{k}": v for k, v in state.tables.items()},
+                 **{f"state/{k}": v for k, v in state.arrays.items()})
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -56,6 +58,7 @@ def load(run_dir: Path) -> State:
                 raise CheckpointError(f"checkpoint {path} is unreadable: no metadata (not a fedembed checkpoint?)")
             meta = json.loads(bytes(z["__meta__"]).decode())
             tables = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("table/")}
+            arrays = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("state/")}
     except CheckpointError:
         raise
     # What a truncated or damaged archive raises: zipfile.BadZipFile, EOFError, zlib.error (a cut
@@ -66,7 +69,7 @@ def load(run_dir: Path) -> State:
             MemoryError, RecursionError) as exc:
         raise CheckpointError(f"checkpoint {path} is unreadable (truncated or damaged?): {one_line(exc)}") from exc
     _check(path, meta, tables)
-    return State(meta["round"], tables, meta["vocab_fingerprint"], meta.get("extra", {}))
+    return State(meta["round"], tables, meta["vocab_fingerprint"], meta.get("extra", {}), arrays)
 
 
 def _check(path: Path, meta: object, tables: dict[str, np.ndarray]) -> None:

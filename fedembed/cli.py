@@ -15,6 +15,8 @@ from typing import Any
 
 from fedembed.errors import FedembedError
 
+EXPORT_FORMATS = ["word2vec-text", "word2vec-binary", "npy", "fasttext-bin"]   # checked again by the family
+
 
 def overrides_of(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
     """--rounds, --clients and --set as dotted-key overrides, with the flag that set each (for
@@ -80,13 +82,8 @@ def parse_value(raw: str) -> Any:
 
 
 def _headline(report: dict[str, Any]) -> dict[str, Any]:
-    def figures(q: dict[str, Any]) -> dict[str, Any]:
-        return {"wordsim353.spearman": q["wordsim353"]["spearman"], "simlex999.spearman": q["simlex999"]["spearman"],
-                "analogy.accuracy": q.get("analogy", {}).get("accuracy")}
-    out = {"federated": figures(report["quality"])}
-    if "baseline" in report:
-        out["gensim (centralized)"] = figures(report["baseline"]["gensim"])
-    return out
+    """The family's headline figures, federated and centralized (fedembed.models.FamilyReport.headline)."""
+    return report.get("headline") or {"quality": report.get("quality")}
 
 
 def _existing(path: Path) -> Path:
@@ -123,23 +120,38 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from fedembed.checkpoint import CHECKPOINT
-    from fedembed.eval.wordsim import evaluate, require_finite
-
     path = _existing(Path(args.path))
-    kv = _vectors(path)
-    require_finite(kv, path / CHECKPOINT if path.is_dir() else path)  # a run's vectors come from its checkpoint
-    result = evaluate(kv, analogies=not args.no_analogies)
+    if path.is_dir():  # a run: its family's figures (word similarity, ranking metrics, ...)
+        from fedembed.loader import view
+
+        family, run = view(path)
+        result = family.evaluate(run, quick=args.no_analogies)
+    else:
+        from fedembed.eval.wordsim import evaluate, require_finite
+
+        kv = _vectors(path)
+        require_finite(kv, path)
+        result = evaluate(kv, analogies=not args.no_analogies)
     print(json.dumps(result, indent=2))
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
     path = _existing(Path(args.path))
-    from fedembed.export import export
+    from fedembed.export import FORMATS, export
 
-    kv = _vectors(path)
-    for p in export(list(kv.index_to_key), kv.vectors, Path(args.output), args.format):
+    if path.is_dir():  # a run: its family writes the format (word2vec's, or its own)
+        from fedembed.loader import view
+
+        family, run = view(path)
+        written = family.export(run, Path(args.output), args.format)
+    else:
+        if args.format not in FORMATS:
+            raise FedembedError(f"--format {args.format} needs a run directory (a vectors file holds only "
+                                f"word vectors: {', '.join(FORMATS)})")
+        kv = _vectors(path)
+        written = export(list(kv.index_to_key), kv.vectors, Path(args.output), args.format)
+    for p in written:
         print(p)
     return 0
 
@@ -167,15 +179,18 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--quiet", action="store_true", help="no progress bars")
     w.set_defaults(func=_sweep)
 
-    e = sub.add_parser("evaluate", help="WordSim353 / SimLex999 / analogies of a run or a vectors file")
+    e = sub.add_parser("evaluate", help="a run's quality as its family measures it (word similarity and "
+                                        "analogies, ranking metrics, ...), or a vectors file's word similarity")
     e.add_argument("path", help="run directory, word2vec .txt/.bin file, or .npy (with .vocab.txt)")
-    e.add_argument("--no-analogies", action="store_true")
+    e.add_argument("--no-analogies", action="store_true", help="leave out the slow figures (analogies)")
     e.set_defaults(func=_evaluate)
 
     x = sub.add_parser("export", help="write a run's (or a file's) vectors in another format")
     x.add_argument("path", help="run directory or vectors file")
     x.add_argument("output", help="output path")
-    x.add_argument("--format", default="word2vec-text", choices=["word2vec-text", "word2vec-binary", "npy"])
+    x.add_argument("--format", default="word2vec-text", choices=EXPORT_FORMATS,
+                   help="word2vec-text | word2vec-binary | npy: the row vectors (words, items); "
+                        "fasttext-bin: a fasttext run with its n-grams (gensim's load_facebook_model)")
     x.set_defaults(func=_export)
 
     # `fedembed certs | node-keys | client | deploy` (deployment runtime): fedembed/deploy/commands.py.

@@ -32,13 +32,16 @@ from fedembed.data import partition
 from fedembed.data.partition import params as partition_params
 from fedembed.errors import ConfigError
 from fedembed.federation import behaviour
-from fedembed.privacy import params as privacy_params, record_params, user_dp
+from fedembed.models import RunView, init as model_init
+from fedembed import server_opt
+from fedembed.privacy import params as privacy_params, record_params, tree_accounting, user_dp
 from fedembed.secagg import params as secagg_params
 from fedembed.federation.pool_params import check as check_pool
 from fedembed.updates import ClientContext, Stage, weight_rows
 
 if TYPE_CHECKING:
     from fedembed.data.prepare import Prepared
+    from fedembed.data.sources import DataSource
     from fedembed.federation.server import ServerParts
     from fedembed.secagg.client import MaskContext
     from fedembed import checkpoint
@@ -47,10 +50,33 @@ REGISTRIES = (("partition.name", lambda c: c.partition.name, partition.PARTITION
               ("model.family", lambda c: c.model.family, models.FAMILIES),
               ("federation.aggregate", lambda c: c.federation.aggregate, aggregate.AGGREGATORS))
 
+def _wired(cfg: Config) -> None:
+    """What the composition root does not (yet) put together, refused with the reason."""
+    from fedembed.federation.pool_params import check_cohorts
+
+    check_cohorts(cfg, models.FAMILIES.get(cfg.model.family).cohorts)
+    p = cfg.privacy
+    if p.user_level and p.mechanism == "ftrl_tree":
+        if cfg.secagg.enabled:
+            raise ConfigError("privacy.mechanism = \"ftrl_tree\" runs with central noise from a trusted server: set "
+                              "secagg.enabled = false (under SecAgg+ the tree is sound only with every client in every "
+                              "round, where it gains nothing over per-round noise: docs/PRIVACY_FTRL.md)")
+        if p.adaptive_clip:
+            raise ConfigError("privacy.adaptive_clip is not wired for privacy.mechanism = \"ftrl_tree\" yet (C may "
+                              "change only at a tree restart); use a fixed privacy.clip")
+
+
 # Every package's check of its own keys, in the order they run (cheap: no training, no I/O).
+def check_data(cfg: Config) -> None:
+    """The family's data source checks its `[data]` keys (fedembed/data/sources)."""
+    if cfg.model.family in models.FAMILIES:
+        data_source(cfg).check(cfg)
+
+
 CHECKS: tuple[Callable[[Config], None], ...] = (
     privacy_params.check, record_params.check, partition_params.check, behaviour.check,
-    attack_params.check, robust.check, adversaries.check, secagg_params.check, check_pool)
+    attack_params.check, robust.check, adversaries.check, secagg_params.check, check_pool,
+    models.check, check_data, model_init.check, server_opt.check, tree_accounting.check, _wired)
 
 
 def validate(cfg: Config) -> Config:
@@ -110,7 +136,6 @@ def secure_pipeline(cfg: Config, ctx: ClientContext, secure: "MaskContext") -> l
 def build_server(cfg: Config, run_dir: Path, prep: "Prepared", state: "checkpoint.State",
                  observers: list | None = None) -> "ServerParts":
     """The run's privacy session, transport, collector, server step and observers."""
-    from fedembed.eval import per_round
     from fedembed.federation.plain_round import PlainTransport
     from fedembed.federation.record_copies import ServerCopies
     from fedembed.federation.secure_round import SecureTransport
@@ -119,29 +144,52 @@ def build_server(cfg: Config, run_dir: Path, prep: "Prepared", state: "checkpoin
     from fedembed.privacy.session import PrivacySession
 
     rule = aggregate.make(cfg)
-    privacy = PrivacySession(cfg, state.extra, public_counts=prep.vocab.counts)  # resolves z before any training
+    shapes = {k: v.shape for k, v in state.tables.items()}
+    privacy = PrivacySession(cfg, state.extra, public_counts=prep.vocab.counts, shapes=shapes)  # z before training
     transport = SecureTransport(cfg) if cfg.secagg.enabled else PlainTransport(cfg)
-    round_quality = (lambda tables: per_round.figures(cfg, prep.vocab.words, tables)) if cfg.eval.every_round \
-        else None
-    return ServerParts(privacy=privacy, copies=ServerCopies(state.extra), transport=transport,
-                       collector=rule.collector, apply=server_step(cfg), observers=Observers(observers),
-                       round_quality=round_quality)
-
-
-def server_step(cfg: Config) -> Callable[[dict, dict], None]:
-    """How the released aggregate moves the global tables: tables += server_lr · Δ (FedOpt's server step)."""
-    lr = cfg.federation.server_lr
-
-    def apply(tables: dict, deltas: dict) -> None:
-        for k, d in deltas.items():
-            tables[k] += lr * d
-    return apply
-
-
-def init_tables(cfg: Config) -> Callable[[int], dict]:
-    """The family's initial tables for a vocabulary of a given size."""
     family = models.make(cfg)
-    return lambda vocab_size: family.init_tables(vocab_size, cfg.seed)
+    round_quality = (lambda tables: family.round_figures(RunView(cfg, run_dir, prep.vocab, tables, prep.shard_dir,
+                                                                 prep.manifest.active))) \
+        if cfg.eval.every_round else None
+    optimizer = server_opt.make(cfg)      # how the released aggregate moves the tables (post-processing)
+    if state.arrays:
+        optimizer.load_state_arrays(state.arrays)
+    return ServerParts(privacy=privacy, copies=ServerCopies(state.extra), transport=transport,
+                       collector=rule.collector, optimizer=optimizer, sample=sampler(cfg, privacy),
+                       observers=Observers(observers), round_quality=round_quality)
+
+
+def sampler(cfg: Config, privacy) -> Callable[[list[int], int], list[int]]:
+    """Who takes part in a round: DP-FTRL's public schedule (by released step), Poisson sampling
+    from secret randomness under DP-FedAvg (the amplification its accounting credits), or a
+    fixed-size draw reproducible from the seed."""
+    from fedembed.federation.server import sample_clients
+
+    if cfg.privacy.user_level and cfg.privacy.mechanism == "ftrl_tree":
+        tree = privacy.user
+
+        def scheduled(active: list[int], rnd: int) -> list[int]:
+            keep = set(active)
+            return [p for p in tree.clients(tree.tree.steps + 1) if p in keep]
+        return scheduled
+    return lambda active, rnd: sample_clients(cfg, active, rnd)
+
+
+def data_source(cfg: Config) -> "DataSource":
+    """The source of the family's kind of data: its row index and per-client shards."""
+    from fedembed.data import sources
+
+    return sources.make(models.FAMILIES.get(cfg.model.family).data_kind)
+
+
+def init_tables(cfg: Config, run_dir: Path | None = None) -> Callable[[list[str]], tuple[dict, dict]]:
+    """The global tables before round 1 for a vocabulary, and what they were made from:
+    the family's random start, or a public warm start (model.init: fedembed/models/init.py,
+    cached in the run directory)."""
+    from fedembed.models.init import initial_tables
+
+    family = models.make(cfg)
+    return lambda words: initial_tables(cfg, list(words), family, cfg.seed, cache_dir=run_dir)
 
 
 # ---- what a run goes through, in words
@@ -157,7 +205,7 @@ def describe(cfg: Config) -> list[str]:
     stages = [*([adv] if adv else []), weight_rows.describe(),
               *(s.describe() for s in aggregate.make(cfg).client_stages()),
               *(s.describe() for s in user_dp.client_stages(cfg))]
-    user = resolve(cfg) if cfg.privacy.user_level else None      # z derived from a target ε too
+    user = resolve(cfg) if cfg.privacy.user_level and cfg.privacy.mechanism != "ftrl_tree" else None
     if cfg.secagg.enabled:
         n = cfg.federation.clients_per_round or cfg.partition.num_clients
         stages += secagg_params.describe_client(cfg, n, user)
@@ -167,11 +215,19 @@ def describe(cfg: Config) -> list[str]:
     rule = aggregate.make(cfg)
     server = [f"aggregate: {cfg.federation.aggregate}"
               + (f" ({cfg.federation.row_weight} weights)" if cfg.federation.aggregate == "rowwise" else "")]
-    if cfg.privacy.user_level:
+    if cfg.privacy.user_level and cfg.privacy.mechanism == "ftrl_tree":
+        from fedembed.privacy import ftrl
+
+        params, _, factor = ftrl.resolve(cfg)
+        server.insert(0, f"noise: DP-FTRL tree aggregation (z = {params.noise_multiplier:.4g} per node, sensitivity "
+                         f"factor {factor:.3g}, restart every {cfg.privacy.restart_every or 'never'}), added by the "
+                         f"server; public row denominators; clients by a fixed public schedule")
+    elif cfg.privacy.user_level:
         where = "the clients' noise shares, already in the sum" if cfg.secagg.enabled else "added by the server"
         server.insert(0, f"noise: Gaussian, std z·C with z = {user.noise_multiplier:.4g} ({where}); "
                          f"{cfg.privacy.denominator} row denominators")
-    server.append(f"step: tables += {cfg.federation.server_lr:g} × aggregate")
+    server.append(f"step ({cfg.federation.server_optimizer}): tables += {cfg.federation.server_lr:g} × "
+                  + ("aggregate" if cfg.federation.server_optimizer == "sgd" else "the optimiser's step on the aggregate"))
     lines += [f"  → {s}" for s in server]
     if not rule.composes_with_secagg:
         lines.append(f"  (the rule needs every update: {rule.secagg_reason})")
@@ -200,7 +256,7 @@ def replay_update(cfg: Config, prep: "Prepared", client: int):
 
     conf = copy.deepcopy(cfg.to_dict())
     conf["secagg"]["enabled"] = False
-    tables = init_tables(cfg)(len(prep.vocab))
+    tables, _ = init_tables(cfg, prep.shard_dir.parent)(prep.vocab.words)
     lr_start, lr_end = learning_rates(cfg, 1)
     ins = TrainInstruction(1, lr_start, lr_end, cfg.seed, conf, str(prep.shard_dir.resolve()))
     update = train_round(tables, prep.vocab.counts, ins, client, pipeline=client_stages)

@@ -69,6 +69,9 @@ class TrainConfig:
     min_lr: float = 0.0001
     batch_size: int = 1024
     neg_share: int = 32
+    mode: str = "local"            # local: local_epochs of SGD on the client's data | fedsgd: one full-batch
+                                   # gradient step a round (cross-device users; a pool node computes its
+                                   # sampled users in one vectorised step: fedembed/train/cohort.py)
 
 
 @dataclass
@@ -142,6 +145,8 @@ class SecAggConfig:
     neighbours: int = 0            # k, even: each client shares with k others; 0 = auto (≈ 3·log2 n)
     threshold: float = 0.6         # fraction of a client's k + 1 share holders needed to unmask it (> 0.5)
     min_clients: int = 2           # fewer surviving clients: the round aborts (a sum of one is one update)
+    max_dropout: float = 0.2       # under distributed DP: the share of a round's clients that may drop after
+                                   # sharing; noise shares are calibrated so the rest still carry z (more abort)
     share_ahead: bool = True       # the next round's share stage (and new clients' key advertisement)
                                    # ride this round's unmask exchange: two exchanges a round, not 3–4
     drop_keys: float = 0.0         # testing: probability a client fails at each protocol stage (seeded)
@@ -248,6 +253,7 @@ _CHOICES = {
     "federation.row_weight": {"count", "presence"},
     "privacy.accountant": {"rdp", "prv"},
     "privacy.denominator": {"noisy", "public"},
+    "train.mode": {"local", "fedsgd"},
 }
 _POSITIVE = {"partition.num_clients", "model.dim", "model.window", "model.negative", "train.local_epochs",
              "train.batch_size", "train.neg_share", "federation.rounds", "vocab.min_count", "train.lr",

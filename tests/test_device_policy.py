@@ -87,13 +87,15 @@ def test_a_secure_round_passes_require_secagg(tmp_path, write_scenario):
 
 def test_a_mask_message_below_the_minimum_noise_multiplier_is_refused(tmp_path, write_scenario):
     grid = NodeGrid(3, Policy(min_noise_multiplier=1.0))
-    rows = _run(write_scenario, tmp_path, grid, privacy=DP, **SECURE)
+    with pytest.raises(FedembedError, match="trained nothing"):            # every device refused: no round ran
+        _run(write_scenario, tmp_path, grid, privacy=DP, **SECURE)
+    rows = metrics.read(tmp_path / "run")
     assert rows[0]["event"] == "secagg_abort"
     refused = grid.refusals()
     assert len(refused) == 3 and all(t != msg.MASK or r.has_error() for t, r in grid.replies)
-    # z as the device reads it off the message: sigma_i = z*C/sqrt(3) for a cohort of 3 -> the scenario's 0.8
+    # z as the device reads it off the message: sigma_i = z*C/sqrt(f - 1), f = 3 of 3 -> the scenario's 0.8
     assert "train.secagg_mask (run 1, round 1): min_noise_multiplier = 1: it asks for z = 0.8 (" in refused[0]
-    assert "cohort of m = 3, clip C = 1" in refused[0]
+    assert "survivor floor of f = 3 (cohort of m = 3), clip C = 1" in refused[0]
 
 
 def test_a_mask_message_above_the_minimum_is_answered_until_the_rounds_run_out(tmp_path, write_scenario):
@@ -109,8 +111,9 @@ def test_a_mask_message_above_the_minimum_is_answered_until_the_rounds_run_out(t
     assert all(policy_mod.rounds_trained(run.context) == 1 for run in grid.runs.values())
 
 
-def _mask_message(noise: float = 0.5, cohort: int | None = 4, peers=(1, 2), dither: bool = True,
-                  privacy: dict | None = None, extra: int = 0, bit_noise: float = 0.0) -> Message:
+def _mask_message(noise: float = 0.5, cohort: int | None = 5, peers=(1, 2), dither: bool = True,
+                  privacy: dict | None = None, extra: int = 0, bit_noise: float = 0.0,
+                  floor: int | None = None) -> Message:
     """A mask message as the server sends it: the train content with the scenario, and the secagg record."""
     over = {f"privacy.{k}": v for k, v in (privacy or {"user_level": True, "clip": 2.0}).items()}
     conf = compose.load(None, {**over, "federation.row_weight": "presence"})
@@ -121,6 +124,8 @@ def _mask_message(noise: float = 0.5, cohort: int | None = 4, peers=(1, 2), dith
            "bit_noise_std": bit_noise}
     if cohort is not None:
         rec["cohort"] = cohort
+    if cohort is not None:
+        rec["floor"] = cohort if floor is None else floor
     content[msg.SECAGG] = msg.get(msg.record(**rec))
     return Message(content=content, dst_node_id=7, message_type=msg.MASK, group_id="3.mask")
 
@@ -130,15 +135,18 @@ def _context(run_id: int = 5) -> Context:
 
 
 def test_the_noise_multiplier_and_epsilon_a_device_reads_off_a_message():
-    noise = policy_mod.noise_of(_mask_message(noise=0.5, cohort=4))       # z = 0.5 * sqrt(4) / C, C = 2
-    assert noise.z == pytest.approx(0.5) and "m = 4" in noise.how
-    z_b = 2 * 0.25 * 2                                                   # the clip bit: 2 * sigma_b * sqrt(m)
+    noise = policy_mod.noise_of(_mask_message(noise=0.5, cohort=5))       # z = 0.5 * sqrt(5 - 1) / C, C = 2
+    assert noise.z == pytest.approx(0.5) and "f = 5" in noise.how
+    lower = policy_mod.noise_of(_mask_message(noise=0.5, cohort=5, floor=3))   # fewer survivors guaranteed
+    assert lower.z == pytest.approx(0.5 * 2 ** 0.5 / 2)
+    z_b = 2 * 0.25 * 2                                                   # the clip bit: 2 * sigma_b * sqrt(f - 1)
     adaptive = policy_mod.noise_of(_mask_message(noise=0.5, extra=1, bit_noise=0.25))
     assert adaptive.z == pytest.approx((0.5 ** -2 + z_b ** -2) ** -0.5)
     assert policy_mod.noise_of(_mask_message(extra=1, bit_noise=0.0)).z == 0.0       # an unnoised clip bit
     assert policy_mod.noise_of(_mask_message(privacy={"user_level": False})).z == 0.0
     for bad, why in [(_mask_message(cohort=None), "does not say the cohort"),
                      (_mask_message(cohort=2), "cohort of m = 2 but names 2 peer"),
+                     (_mask_message(floor=1), "survivor floor of f = 1"),
                      (_mask_message(dither=False), "without subtractive dither")]:
         assert policy_mod.noise_of(bad).z is None and why in policy_mod.noise_of(bad).how
     eps = Accountant("rdp").peek(0.5, 1.0, 1e-6)

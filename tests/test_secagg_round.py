@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fedembed import checkpoint, compose, metrics, models
-from fedembed.errors import ConfigError
+from fedembed.errors import ConfigError, FedembedError
 from fedembed.run import federate
 from fedembed.secagg import messages as msg
 from inprocess_grid import InProcessGrid
@@ -62,7 +62,9 @@ def test_a_round_beyond_the_threshold_aborts_cleanly_and_the_next_goes_on(tmp_pa
 
     grid1 = InProcessGrid(3, fail={(1, msg.UNMASK): {0, 1}})
     cfg1 = compose.load(write_scenario("one.toml", secagg={"enabled": True}, federation={"rounds": 1}))
-    federate(grid1, cfg1, tmp_path / "one", progress=False)
+    with pytest.raises(FedembedError, match="trained nothing — all 1 round.s. aborted"):   # no report of
+        federate(grid1, cfg1, tmp_path / "one", progress=False)                        # random tables
+    assert not (tmp_path / "one" / "report.json").exists()
     init = models.make(cfg1).init_tables(len(checkpoint.load(tmp_path / "one").tables["in_vectors"]), cfg1.seed)
     for name, table in checkpoint.load(tmp_path / "one").tables.items():
         np.testing.assert_array_equal(table, init[name])      # global state unchanged
@@ -140,24 +142,47 @@ def test_seeded_stage_dropouts_from_the_scenario(tmp_path, write_scenario):
     assert all(r.get("event") == "secagg_abort" or r["clients_ok"] == 6 - r["failed"] for r in rows)
 
 
-def test_distributed_dp_charges_the_noise_actually_present(tmp_path, write_scenario):
-    # round 1: one of four drops after the noise was calibrated for four; round 2 aborts; round 3 is whole
-    grid = InProcessGrid(4, fail={(1, msg.MASK): {3}, (2, msg.UNMASK): {0, 1, 2}})
-    _, rows = _run(write_scenario, tmp_path / "run", grid, partition={"num_clients": 4},
-                   secagg={"enabled": True},
+def test_distributed_dp_charges_the_noise_actually_present_without_the_target(tmp_path, write_scenario):
+    """Five clients, shares calibrated for a floor of 3 survivors (max_dropout 0.4): round 1 loses one
+    client after the noise was calibrated, round 2 aborts at unmasking, round 3 is whole. Each round is
+    charged z·√((m' − 1)/(f − 1)) — the noise of the sum without the target's own share — never less
+    than z; the aborted round is charged too (item 17.4), and ε is that composition at q = 1 (the
+    server draws the cohort: no amplification against it)."""
+    from fedembed.privacy.accountant import Accountant
+
+    grid = InProcessGrid(5, fail={(1, msg.MASK): {4}, (2, msg.UNMASK): {0, 1, 2, 3}})
+    _, rows = _run(write_scenario, tmp_path / "run", grid, partition={"num_clients": 5},
+                   secagg={"enabled": True, "max_dropout": 0.4},
                    privacy={"user_level": True, "noise_multiplier": 2.0, "clip": 1.0},
                    federation={"rounds": 3, "row_weight": "presence"})
     r1, r2, r3 = (r["privacy"]["units"]["user"] for r in rows)
     assert r1["mechanism"] == "distributed-gaussian"
-    assert r1["params"]["effective_noise_multiplier"] == pytest.approx(2.0 * np.sqrt(3 / 4))
-    assert rows[1]["event"] == "secagg_abort" and r2["params"] == {} and r2["epsilon"] == r1["epsilon"]
-    assert r3["params"]["effective_noise_multiplier"] == pytest.approx(2.0)
+    z1, z3 = 2.0 * np.sqrt((4 - 1) / (3 - 1)), 2.0 * np.sqrt((5 - 1) / (3 - 1))
+    assert r1["params"]["effective_noise_multiplier"] == pytest.approx(z1)
+    assert rows[1]["event"] == "secagg_abort" and r2["epsilon"] > r1["epsilon"]        # charged though aborted
+    assert r3["params"]["effective_noise_multiplier"] == pytest.approx(z3)
     assert rows[0]["secagg"]["ring_bits"] == 32 and rows[0]["secagg"]["bits"] == 20
-    assert r3["epsilon"] > r1["epsilon"] > 0
-    assert checkpoint.load(tmp_path / "run").extra["privacy"]["units"]["user"]["rounds"] == 2
-    # the clients added the noise: the masked stage told each its share σ·C/√m
+    saved = checkpoint.load(tmp_path / "run").extra["privacy"]["units"]["user"]
+    assert saved["rounds"] == 3 and saved["threat_model"] == "untrusted-server"
+    against_server, released = Accountant(), Accountant()
+    for z in (z1, r2["params"]["effective_noise_multiplier"], z3):
+        against_server.step(z, 1.0)
+        released.step(z, 1.0)            # every client is in every round here: q = 1 for both views
+    assert r3["epsilon"] == pytest.approx(against_server.epsilon(1e-6))
+    # the clients added the noise: the masked stage told each its share σ·C/√(f − 1)
     for mtype, content in grid.seen:
         assert mtype != msg.MASK or set(content.array_records) == {msg.MASKED}
+
+
+def test_too_many_dropouts_for_the_calibrated_noise_abort_before_anything_is_unmasked(tmp_path, write_scenario):
+    grid = InProcessGrid(4, fail={(1, msg.MASK): {3}})
+    _, rows = _run(write_scenario, tmp_path / "run", grid, partition={"num_clients": 4},
+                   secagg={"enabled": True},                               # max_dropout 0.2: floor 4 of 4
+                   privacy={"user_level": True, "noise_multiplier": 2.0, "clip": 1.0},
+                   federation={"rounds": 2, "row_weight": "presence"})
+    assert rows[0]["event"] == "secagg_abort" and "the 4 the noise shares were calibrated for" in rows[0]["message"]
+    assert grid.calls.get(msg.UNMASK, 0) == 4          # round 2's unmask only: round 1 never asked for shares
+    assert rows[0]["privacy"]["units"]["user"]["epsilon"] > 0                   # and still charged
 
 
 @pytest.mark.parametrize("over, match", [

@@ -153,16 +153,25 @@ def test_invalid_privacy_settings_are_refused(over, match):
         _cfg(**over)
 
 
-def test_defaults_are_not_private_and_target_epsilon_derives_z():
-    assert not config_mod.Config().privacy.user_level
-    cfg = _cfg(**{"privacy.target_epsilon": 4.0, "federation.rounds": 20})
-    p = params_mod.resolve(cfg)
-    assert p.delta == pytest.approx(100 ** -1.1) and p.sample_rate == 0.1 and p.budget == 4.0
+def test_defaults_are_not_private_and_target_epsilon_derives_z_against_the_run_s_threat_model():
+    """δ defaults to min(1e-6, N^-1.1); target_epsilon is met against the weakest trust the run asks
+    for: with SecAgg+ (the default) the server draws the cohort, so no amplification is credited."""
     from fedembed.privacy.accountant import Accountant
 
-    acc = Accountant()
-    acc.step(p.noise_multiplier, p.sample_rate, 20)
-    assert 3.9 < acc.epsilon(p.delta) <= 4.0
+    assert not config_mod.Config().privacy.user_level
+    for secure, credited in ((True, 1.0), (False, 0.1)):
+        cfg = _cfg(**{"privacy.target_epsilon": 4.0, "federation.rounds": 20, "secagg.enabled": secure})
+        p = params_mod.resolve(cfg)
+        assert p.delta == 1e-6 and p.sample_rate == 0.1 and p.budget == 4.0 and p.headline_rate == credited
+        assert p.threat_model == ("untrusted-server" if secure else "trusted-server")
+        acc = Accountant()
+        acc.step(p.noise_multiplier, credited, 20)
+        assert 3.9 < acc.epsilon(p.delta) <= 4.0
+
+
+def test_the_default_delta_is_at_most_one_in_a_million():
+    assert params_mod.default_delta(100) == 1e-6            # N^-1.1 = 6.3e-3 at N = 100
+    assert params_mod.default_delta(10 ** 6) == pytest.approx(10 ** -6.6)
 
 
 def test_shipped_user_dp_scenario_resolves():
@@ -185,7 +194,8 @@ def test_private_run_reports_its_guarantee_and_noisy_rounds(tmp_path, write_scen
     eps = [r["privacy"]["units"]["user"]["epsilon"] for r in rows]
     assert 0 < eps[0] < eps[1] == report["privacy"]["epsilon"]
     assert report["privacy"]["unit"] == "user" and report["privacy"]["mechanism"] == "gaussian"
-    assert report["privacy"]["delta"] == pytest.approx(3 ** -1.1)
+    assert report["privacy"]["delta"] == 1e-6 and report["privacy"]["threat_model"] == "trusted-server"
+    assert report["privacy"]["epsilon_by_threat"] == {"released-tables": report["privacy"]["epsilon"], "server": None}
     params = rows[0]["privacy"]["units"]["user"]["params"]
     assert params["clip"] == 0.5 and params["next_clip"] == rows[1]["privacy"]["units"]["user"]["params"]["clip"]
     assert all(r["rejected"] == 0 for r in rows)          # every client clipped: the server's check passes

@@ -21,7 +21,7 @@ class Collector(Protocol):
     adds_rows: bool       # `add_rows` takes a sparse reply in place (no dense copy), same sums as `add`
     count: int
 
-    def add(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> None: ...
+    def add(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray], clients: int = 1) -> None: ...
 
     def add_rows(self, values: dict[str, np.ndarray], weights: dict[str, np.ndarray],
                  rows: dict[str, np.ndarray]) -> None: ...
@@ -78,12 +78,13 @@ class Accumulator:
         self.weights = {k: np.zeros(s[0], dtype=np.float64) for k, s in shapes.items()}
         self.count = 0
 
-    def add(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> None:
+    def add(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray], clients: int = 1) -> None:
+        """One client's update, or the sum of `clients` clients' (a FedSGD cohort summed on its node)."""
         validate(tables, weights, self.shapes)
         for k in self.shapes:
             self.sums[k] += tables[k]
             self.weights[k] += weights[k]
-        self.count += 1
+        self.count += clients
 
     def add_rows(self, values: dict[str, np.ndarray], weights: dict[str, np.ndarray],
                  rows: dict[str, np.ndarray]) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 from fedembed.aggregate import AGGREGATORS, BaseRule
 from fedembed.aggregate.accumulate import Accumulator, expand_rows, validate
 from fedembed.aggregate.robust import UpdateCollector, presence_weights
+from fedembed.errors import UpdateError
 from fedembed.updates import ClientUpdate
 
 _MARGIN = 1e-6  # clip to bound·(1 − margin): float32 rounding never lands above the bound
@@ -86,7 +87,9 @@ class NormBoundAccumulator(Accumulator):
         super().__init__(shapes)
         self.bound, self.row_bound = bound, row_bound
 
-    def add(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> None:
+    def add(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray], clients: int = 1) -> None:
+        if clients != 1:
+            raise UpdateError("a robust rule needs each client's own update, not a cohort's sum")
         validate(tables, weights, self.shapes)
         deltas = clip_rows(as_deltas(tables, weights), self.row_bound)
         f = clip_factor(update_norm(deltas), self.bound)
@@ -108,7 +111,9 @@ class MedianNormCollector(UpdateCollector):
         self.row_bound = row_bound
         self.norms: list[float] = []
 
-    def add(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> None:
+    def add(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray], clients: int = 1) -> None:
+        if clients != 1:
+            raise UpdateError("a robust rule needs each client's own update, not a cohort's sum")
         validate(tables, weights, self.shapes)
         deltas = clip_rows(as_deltas(tables, weights), self.row_bound)
         present = {k: (np.asarray(w) > 0).astype(np.float32) for k, w in weights.items()}

@@ -40,7 +40,9 @@ class UpdateCollector:
         self.count = 0
         self._result: tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None = None
 
-    def add(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray]) -> None:
+    def add(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray], clients: int = 1) -> None:
+        if clients != 1:
+            raise UpdateError("a robust rule needs each client's own update, not a cohort's sum")
         validate(tables, weights, self.shapes)
         for k in self.shapes:
             w = np.asarray(weights[k], dtype=np.float64)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from fedembed.config import DEVICES
-from fedembed.data.shards import ShardWriter, shard_paths
+from fedembed.data.shards import ROWS, ShardWriter, shard_paths
 from fedembed.errors import ConfigError, CorpusError
 from fedembed.nodelog import report
 from fedembed.signals import default_signal_handlers
@@ -110,6 +110,7 @@ def local_shard(corpus: Path, cfg, counts: np.ndarray, fingerprint: str = "") ->
         return directory
     vocab = _public_vocab(cfg, source, counts, fingerprint)
     directory.mkdir(parents=True, exist_ok=True)
+    vocab.save(directory / ROWS)
     writer = ShardWriter(directory, 1)
     for doc in read_corpus(corpus, fmt):
         writer.append(0, vocab.encode(doc.tokens), doc.unit)

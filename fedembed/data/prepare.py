@@ -1,5 +1,9 @@
 """Turn a corpus into the federation's inputs: the public vocabulary and per-client shards.
 
+The run directory's part (reuse what a previous start prepared, the preparation marker, the
+privacy attacks' planted records) is here; what the rows and shards are comes from the
+family's data source (fedembed/data/sources), text's being `build_vocab` and `write_shards` below.
+
 Streams the corpus (twice when the partitioner needs unit sizes first), so memory stays
 bounded by the shard writer's buffers whatever the corpus size.
 """
@@ -9,16 +13,19 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from fedembed import vocab as vocab_mod
 from fedembed.config import DEVICES, Config
 from fedembed.data.corpus import BUILTIN, read_corpus
 from fedembed.data.partition import make as make_partitioner, stats as partition_stats
-from fedembed.data.shards import Manifest, ShardWriter
+from fedembed.data.shards import ROWS, Manifest, ShardWriter
 from fedembed.errors import CorpusError
 from fedembed.preparing import mark_prepared, unprepared
 from fedembed.vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from fedembed.data.sources import DataSource
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +49,16 @@ def build_vocab(cfg: Config) -> Vocabulary:
 Plant = Callable[[Config, Vocabulary, Path, Path, Manifest], Manifest]
 
 
-def prepare(cfg: Config, run_dir: Path, plant: Plant | None = None) -> Prepared:
-    """Build (or reuse, when the run directory already has them) the vocabulary and shards;
-    only then does the run directory count as holding a run (fedembed/rundir.py)."""
-    prep = _prepare(cfg, run_dir, plant)
+def prepare(cfg: Config, run_dir: Path, plant: Plant | None = None, source: DataSource | None = None) -> Prepared:
+    """Build (or reuse, when the run directory already has them) the row index and shards with the
+    family's data source (`source`; default: text); only then does the run directory count as
+    holding a run (fedembed/rundir.py)."""
+    prep = _prepare(cfg, run_dir, plant, source)
     mark_prepared(run_dir)
     return prep
 
 
-def _prepare(cfg: Config, run_dir: Path, plant: Plant | None) -> Prepared:
+def _prepare(cfg: Config, run_dir: Path, plant: Plant | None, source: DataSource | None) -> Prepared:
     shard_dir = run_dir / "data"
     vocab_path, manifest_path = run_dir / "vocab.tsv", shard_dir / "manifest.json"
     if vocab_path.is_file() and manifest_path.is_file() and not unprepared(run_dir):  # not a stale half
@@ -58,16 +66,14 @@ def _prepare(cfg: Config, run_dir: Path, plant: Plant | None) -> Prepared:
         manifest = Manifest.load(manifest_path)
         if manifest.vocab_fingerprint == vocab.fingerprint():
             return Prepared(vocab, manifest, shard_dir)
-    vocab = build_vocab(cfg)
+    if source is None:
+        from fedembed.data.sources import make as make_source
+
+        source = make_source("text")
+    vocab, manifest = source.build(cfg, shard_dir)
     vocab.save(vocab_path)
-    if cfg.data.format == DEVICES:  # every node brings its own corpus: no shards here, sizes unknown
-        shard_dir.mkdir(parents=True, exist_ok=True)
-        k = cfg.partition.num_clients
-        manifest = Manifest(k, vocab.fingerprint(), [0] * k, [0] * k, [0] * k)
-        manifest.save(manifest_path)
-        return Prepared(vocab, manifest, shard_dir)
-    manifest = write_shards(cfg, vocab, shard_dir)
-    if plant is not None:
+    vocab.save(shard_dir / ROWS)   # the row index beside the shards, for a client that needs its names
+    if plant is not None and cfg.data.format != DEVICES:
         manifest = plant(cfg, vocab, run_dir, shard_dir, manifest)  # canaries, held-out sentences
     manifest.save(manifest_path)
     return Prepared(vocab, manifest, shard_dir)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 _FLUSH_TOKENS = 1 << 20
+ROWS = "rows.tsv"   # the row index (words, items, nodes) as `vocab.tsv`, beside the shards
 
 
 def shard_paths(directory: Path, client: int) -> tuple[Path, Path]:
@@ -93,6 +94,25 @@ def load_shard(directory: Path, client: int) -> tuple[np.ndarray, np.ndarray]:
     if len(bounds) and bounds[-1] != len(ids):
         raise ValueError(f"shard {ids_path} is inconsistent with {bounds_path}")
     return ids, bounds
+
+
+def load_rows(directory: Path):
+    """The row index written beside the shards (a `Vocabulary`), read once per process."""
+    from fedembed.vocab import Vocabulary
+
+    path = Path(directory) / ROWS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the shards in {directory} were written without their row "
+                                f"index; delete {directory} so that the run prepares its data again")
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _ROWS_CACHE:
+        _ROWS_CACHE.clear()
+        _ROWS_CACHE[key] = Vocabulary.load(path)
+    return _ROWS_CACHE[key]
+
+
+_ROWS_CACHE: dict = {}
 
 
 def load_units(directory: Path, client: int, num_sentences: int) -> np.ndarray:

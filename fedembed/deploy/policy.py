@@ -13,14 +13,16 @@ The rules, and exactly what the device can check from one message:
   none, the self mask is all there is, and the server unmasks it from this device's own share).
 * `min_noise_multiplier` z_min: only a SecAgg+ mask message under distributed DP carries noise
   the device adds itself. It says the device's noise share std σ_i (`noise_std`) and the
-  cohort m it was calibrated for (`cohort`: the clients asked to mask); the train content
-  beside it carries the scenario, whose `privacy.clip` C is what this device clips its update
-  to (`privacy.user_level`). The m shares sum to std σ_i·√m over a sum whose sensitivity is C:
+  survivor floor f the shares were calibrated for (`floor`: the round is unmasked only if at
+  least f masked updates arrive, fedembed/privacy/distributed.py); the train content beside
+  it carries the scenario, whose `privacy.clip` C is what this device clips its update to
+  (`privacy.user_level`). Any released sum carries at least f − 1 shares besides this
+  device's own, std σ_i·√(f − 1), over a sum whose sensitivity is C:
 
-      z = σ_i·√m / C
+      z = σ_i·√(f − 1) / C
 
   With adaptive clipping the clip bit (sensitivity ½) is summed too, with share std σ_b,i, so
-  the released pair is one Gaussian mechanism of z = (z_u⁻² + (2·σ_b,i·√m)⁻²)^−½, exactly the
+  the released pair is one Gaussian mechanism of z = (z_u⁻² + (2·σ_b,i·√(f − 1))⁻²)^−½, the
   z the server accounts. z is 0 for a plain train message, a scenario that does not clip, or
   an unnoised clip bit; the noise cannot be checked (refused) when the message does not say
   m, says an m smaller than its own peers + 1, or noises without subtractive dither (the
@@ -184,21 +186,25 @@ def noise_of(message) -> Noise:
     clip = float(privacy.get("clip", 0.0))
     if not clip > 0:
         return Noise(None, f"the scenario it carries clips to C = {clip:g}")
-    if "cohort" not in c:
-        return Noise(None, "the mask message does not say the cohort m its noise share was calibrated for")
-    m, sigma = int(c["cohort"]), float(c.get("noise_std", 0.0))
+    if "cohort" not in c or "floor" not in c:
+        return Noise(None, "the mask message does not say the cohort m and the survivor floor f its noise "
+                           "share was calibrated for")
+    m, f, sigma = int(c["cohort"]), int(c["floor"]), float(c.get("noise_std", 0.0))
     peers = len(c.get("peers", []))
     if m < peers + 1:
         return Noise(None, f"it says a cohort of m = {m} but names {peers} peer(s) of this device")
+    if not 2 <= f <= m:
+        return Noise(None, f"it says a survivor floor of f = {f} for a cohort of m = {m} (needs 2 <= f <= m)")
     if sigma > 0 and not bool(c.get("dither", False)):
         return Noise(None, "it asks for noise without subtractive dither (the quantization error would "
                            "depend on the data)")
-    z_u = sigma * math.sqrt(m) / clip
-    how = f"noise share sigma_i = {sigma:.4g} for a cohort of m = {m}, clip C = {clip:g}: z = sigma_i*sqrt(m)/C"
+    z_u = sigma * math.sqrt(f - 1) / clip
+    how = (f"noise share sigma_i = {sigma:.4g} for a survivor floor of f = {f} (cohort of m = {m}), clip "
+           f"C = {clip:g}: z = sigma_i*sqrt(f-1)/C")
     if int(c.get("extra", 0)) > 0:       # adaptive clipping: the clip bit is released too
         sigma_b = float(c.get("bit_noise_std", 0.0))
-        z_b = 2.0 * sigma_b * math.sqrt(m)
-        how += f", with the clip bit's share sigma_b = {sigma_b:.4g}: z = (z_u^-2 + (2*sigma_b*sqrt(m))^-2)^-1/2"
+        z_b = 2.0 * sigma_b * math.sqrt(f - 1)
+        how += f", with the clip bit's share sigma_b = {sigma_b:.4g}: z = (z_u^-2 + (2*sigma_b*sqrt(f-1))^-2)^-1/2"
         return Noise(0.0 if z_u == 0 or z_b == 0 else (z_u ** -2 + z_b ** -2) ** -0.5, how)
     return Noise(z_u, how)
 

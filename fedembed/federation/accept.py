@@ -73,6 +73,24 @@ class ReplySink:
             return
         self.accept(p, reply, m, Observation(tables, weights))
 
+    def take_cohort(self, src: int, reply: RecordDict, users: list[int]) -> None:
+        """A pool node's summed FedSGD update for `users` (fedembed/federation/client.py
+        `train_cohort`): checked against what that many clipped users can add, then into the sums
+        as that many clients."""
+        size = wire.nbytes(reply)
+        self.bytes_up += size
+        try:
+            if size > self.limit:
+                raise UpdateError(f"update of {size / 2**20:.1f} MB exceeds federation.max_update_mb")
+            tables, weights, m = wire.parse_reply(reply, self.shapes)
+            self.privacy.check_sum(tables, weights, m, len(users))
+            self.collector.add(tables, weights, clients=len(users))
+        except UpdateError as exc:
+            self.rejected.extend(f"node {src}: {exc}" for _ in users)
+            log.warning("round %d: rejected the cohort of node %d: %s", self.rnd, src, exc)
+            return
+        self.accept(-1, reply, m)
+
     def close(self) -> None:
         """Fold in the updates a keeping rule held, in partition order."""
         for p, src, reply, tables, weights, m in sorted(self.held or [], key=lambda h: h[0]):

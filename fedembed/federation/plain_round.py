@@ -72,6 +72,18 @@ class PlainTransport:
         return Collected(acc.sums, acc.weights, acc.count, record)
 
     def _take_pooled(self, sink: ReplySink, src: int, content: RecordDict, parts: list[int]) -> None:
+        if pool.is_cohort(content):                  # FedSGD users summed on the node
+            try:
+                users, errors = pool.cohort_users(content, parts)
+            except UpdateError as exc:
+                sink.rejected.extend(f"node {src}: {exc}" for _ in parts)
+                log.warning("round %d: rejected the reply of node %d: %s", sink.rnd, src, exc)
+                return
+            for p, why in errors.items():
+                sink.failed(f"node {src}, client {p}: {why}")
+            if users:
+                sink.take_cohort(src, content, users)
+            return
         try:
             replies, errors = pool.split_reply(content, parts)
         except UpdateError as exc:

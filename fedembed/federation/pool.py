@@ -61,13 +61,18 @@ def state_of(holder: RecordDict, partition: int) -> RecordDict:
     key = f"{wire.RECORD_DP}.{partition}"
     if key in holder.config_records:
         out[wire.RECORD_DP] = holder.config_records[key]
+    family = f"{wire.FAMILY_STATE}.{partition}"   # only ever in the node's context.state
+    if family in holder.array_records:
+        out[wire.FAMILY_STATE] = holder.array_records[family]
     return out
 
 
 def keep_state(holder: RecordDict, partition: int, own: RecordDict) -> None:
-    """Write a client's record-level state back under its partition's key."""
+    """Write a client's record-level state (and its family's private arrays) back under its partition's key."""
     if wire.RECORD_DP in own.config_records:
         holder[f"{wire.RECORD_DP}.{partition}"] = own.config_records[wire.RECORD_DP]
+    if wire.FAMILY_STATE in own.array_records:
+        holder[f"{wire.FAMILY_STATE}.{partition}"] = own.array_records[wire.FAMILY_STATE]
 
 
 def reply_content(replies: dict[int, RecordDict], errors: dict[int, str]) -> RecordDict:
@@ -101,3 +106,33 @@ def split_reply(content: RecordDict, asked: list[int]) -> tuple[dict[int, Record
             raise UpdateError(f"pooled reply holds a record {key!r} of no answered partition")
         replies[int(head)][name] = value
     return replies, dict(zip(failed, reasons))
+
+
+COHORT = "cohort"    # a pool reply holding one summed update for all its users (train.mode = "fedsgd")
+
+
+def cohort_reply(tables: dict, weights: dict, metrics: dict[str, float], users: list[int],
+                 errors: dict[int, str]) -> RecordDict:
+    """One node's FedSGD cohort: the users' summed update (tables, weights, metrics as a client's
+    reply) and a ConfigRecord naming the users it stands for and those that failed."""
+    out = wire.reply_content(tables, weights, metrics)
+    out[POOL] = ConfigRecord({"answered": [int(p) for p in users], "failed": [int(p) for p in errors],
+                              "reasons": [errors[p] for p in errors], COHORT: True})
+    return out
+
+
+def is_cohort(content: RecordDict) -> bool:
+    record = content.config_records.get(POOL)
+    return record is not None and bool(record.get(COHORT, False))
+
+
+def cohort_users(content: RecordDict, asked: list[int]) -> tuple[list[int], dict[int, str]]:
+    """The users a cohort reply sums and the failed ones; refused whole if it names others."""
+    record = content.config_records[POOL]
+    answered, failed = [int(p) for p in record["answered"]], [int(p) for p in record["failed"]]
+    reasons = [str(r) for r in record["reasons"]]
+    stray = sorted(set(answered + failed) - set(asked))
+    if stray or len(reasons) != len(failed) or len(set(answered + failed)) != len(answered + failed):
+        raise UpdateError(f"cohort reply does not match the users asked for {sorted(asked)}: "
+                          f"answered {answered}, failed {failed}")
+    return answered, dict(zip(failed, reasons))

@@ -18,8 +18,12 @@ is asked for again when its round comes. The tables go down and the update comes
 plain path. The server folds each masked vector into a running sum
 mod 2^w; it never holds an unmasked individual update. If the survivors are too few, or
 some secret cannot be reconstructed (too many dropouts), the round aborts: the global
-tables are left as they were, nothing is charged to the privacy ledger, metrics.jsonl gets
-the round with `"event": "secagg_abort"` and the reason, and the next round goes on.
+tables are left as they were, metrics.jsonl gets the round with `"event": "secagg_abort"` and
+the reason, and the next round goes on; the round is still charged to the privacy ledger
+(whether it aborts depends on who was sampled and who dropped: fedembed/privacy/session.py).
+Under distributed DP the survivors must number at least the floor the clients' noise shares
+were calibrated for (fedembed/secagg/params.py `survivor_floor`), and the ledger is charged
+before the unmask exchange, which is what releases the sum.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ from fedembed.observe import Observation
 from fedembed.privacy.distributed import share_std
 from fedembed.privacy.user_dp import CLIP_BIT
 from fedembed.secagg import messages as msg
-from fedembed.secagg.params import STAGES, RoundParams, for_round
+from fedembed.secagg.params import STAGES, RoundParams, for_round, survivor_floor
 from fedembed.secagg.quantize import Layout
 from fedembed.secagg.server import KeyBook, SecAggAbort, ServerRound
 
@@ -159,14 +163,14 @@ class SecureTransport:
             for p, why in ex.failures["share"].items():
                 if "channel key" in why:            # the node lost or changed its key: ask again next round
                     book.channel.pop(p, None)
-            calibrated = len(srv.u1)
-            noise_std = privacy.noise_share_std(calibrated)
-            bit_std = share_std(privacy.user.params.bit_stddev, calibrated) if adaptive else 0.0
+            floor = survivor_floor(cfg, len(srv.u1))   # noise complete for any `floor` survivors
+            noise_std = privacy.noise_share_std(floor)
+            bit_std = share_std(privacy.user.params.bit_stddev, floor) if adaptive else 0.0
             dither = privacy.user is not None and privacy.distributed
             contents = {}
             for p in sorted(srv.u1):
                 content = RecordDict(dict(sink.copies.content_for(p, plan.content).items()))
-                content[msg.SECAGG] = srv.mask_record(p, noise_std, dither, bit_std)
+                content[msg.SECAGG] = srv.mask_record(p, noise_std, dither, bit_std, floor)
                 contents[p] = content
             for p, c in ex("mask", msg.MASK, contents).items():
                 if not ex.accept("mask", p, lambda p_, c_: srv.add_masked(p_, msg.masked_of(c_)), c):
@@ -179,14 +183,15 @@ class SecureTransport:
                     seen = Observation(tables, weights, srv.p.ring)
                 sink.accept(p, c, m, seen)
             del contents
-            srv.check_survivors()
+            srv.check_survivors(floor)
+            privacy.charge((len(srv.u2), floor))   # the ledger first: the unmask exchange releases the sum
             nxt = _next_round(cfg, book, plan.upcoming[0] if plan.upcoming else None, rnd, layout, privacy, drops) \
                 if s.share_ahead else None
             keys_for = _keys_ahead(book, plan.upcoming, rnd) if s.share_ahead else {}
             self.ahead, self.refused = nxt, _unmask(ex, srv, nxt, book,
                                                     {p: _keys_query(cfg, r) for p, r in keys_for.items()})
             t_unmask = time.perf_counter()
-            total, dither_sum = srv.finish(dither)
+            total, dither_sum = srv.finish(dither, floor)
             ex.seconds["server_unmask"] = time.perf_counter() - t_unmask
             survivors = set(srv.u2)
         except SecAggAbort as exc:
@@ -196,7 +201,7 @@ class SecureTransport:
         if adaptive:
             privacy.observe({CLIP_BIT: float(extra[0])})     # the noisy sum of the survivors' clip bits
         return Collected(sums, weights, len(survivors), {**_stats(ex, srv, survivors), "clients_ok": len(survivors)},
-                         noise_in_sums=(len(survivors), calibrated))
+                         noise_in_sums=(len(survivors), floor))
 
 
 def _next_round(cfg, book: KeyBook, upcoming: list[int] | None, rnd: int, layout: Layout, privacy,

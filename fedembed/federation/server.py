@@ -30,9 +30,11 @@ from fedembed.federation.accept import ReplySink
 from fedembed.federation.record_copies import ServerCopies
 from fedembed.federation.transport import RoundPlan, Transport
 from fedembed.observe import Observers
+from fedembed.privacy import write_ahead
 from fedembed.privacy.params import sample_rate
 from fedembed.privacy.sampling import poisson_sample, secret_rng
 from fedembed.privacy.session import PrivacySession
+from fedembed.server_opt import ServerOptimizer
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +76,14 @@ def discover_partitions(grid, expected: int, wait_s: float = 120.0, window: int 
     return mapping
 
 
+INIT_KEY = "init"   # state.extra: what the tables started from (model.init), for the report
+
+
 def initial_state(run_dir: Path, prep: Prepared, resume: bool,
-                  init_tables: Callable[[int], dict[str, np.ndarray]]) -> checkpoint.State:
-    """The checkpoint to continue from (`resume`), or round 0 with the family's initial tables."""
+                  init_tables: Callable[[list[str]], tuple[dict[str, np.ndarray], dict[str, Any]]]
+                  ) -> checkpoint.State:
+    """The checkpoint to continue from (`resume`), or round 0 with the initial tables (random, or
+    a public warm start) and their description."""
     fingerprint = prep.vocab.fingerprint()
     if resume and checkpoint.exists(run_dir):
         state = checkpoint.load(run_dir)
@@ -84,9 +91,12 @@ def initial_state(run_dir: Path, prep: Prepared, resume: bool,
             raise CheckpointError(f"checkpoint in {run_dir} was trained on another vocabulary")
         metrics.truncate(run_dir, state.round)
         log.info("resuming %s after round %d", run_dir, state.round)
-        return state
-    (run_dir / metrics.METRICS).unlink(missing_ok=True)
-    return checkpoint.State(0, init_tables(len(prep.vocab)), fingerprint)
+    else:
+        (run_dir / metrics.METRICS).unlink(missing_ok=True)
+        tables, described = init_tables(prep.vocab.words)
+        state = checkpoint.State(0, tables, fingerprint, {INIT_KEY: described})
+    state.extra = write_ahead.recover(run_dir, state.round, state.extra)   # a release a crash left uncharged
+    return state
 
 
 LOOK_AHEAD = 2   # rounds whose clients are drawn early: r + 1 shares, r + 2 advertises its keys, during round r
@@ -110,7 +120,8 @@ class ServerParts:
     copies: ServerCopies
     transport: Transport
     collector: Callable[[dict[str, tuple[int, ...]]], Collector]
-    apply: Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], None]   # the server's step on the tables
+    optimizer: ServerOptimizer         # the server's step on the tables (its state is checkpointed)
+    sample: Callable[[list[int], int], list[int]]   # (active partitions, round) → the round's clients
     observers: Observers = field(default_factory=Observers)
     round_quality: Callable[[dict[str, np.ndarray]], dict[str, Any]] | None = None   # eval.every_round
 
@@ -143,22 +154,31 @@ def run_rounds(grid, cfg: Config, run_dir: Path, prep: Prepared, state: checkpoi
     drawn: dict[int, list[int]] = {}   # round → its clients, drawn ahead (secagg.share_ahead)
     look = LOOK_AHEAD if cfg.secagg.enabled and cfg.secagg.share_ahead else 0
     applied = int(state.extra.get(APPLIED_KEY, state.round))
+
+    def write_ahead_ledger(rnd: int) -> None:   # before any release of round `rnd` is used
+        if not privacy.ledger.units and not copies.states:
+            return                              # nothing private to lose
+        extra: dict[str, Any] = {}
+        privacy.save(extra)
+        copies.save(extra)
+        write_ahead.write(run_dir, rnd, extra)
+    privacy.on_charge = write_ahead_ledger
     for rnd in range(state.round + 1, cfg.federation.rounds + 1):
         stop = privacy.budget_stop(rnd)
         if stop:
             log.warning(stop)
             metrics.append(run_dir, {"round": rnd, "event": "privacy_budget_stop", "message": stop})
-            _save(run_dir, state, privacy, copies, applied)
+            _save(run_dir, state, parts, applied)
             break
-        clients = drawn.pop(rnd) if rnd in drawn else sample_clients(cfg, active, rnd)
+        clients = drawn.pop(rnd) if rnd in drawn else parts.sample(active, rnd)
         later = range(rnd + 1, min(rnd + look, cfg.federation.rounds) + 1)
         for r in later:
             if r not in drawn:
-                drawn[r] = sample_clients(cfg, active, r)
+                drawn[r] = parts.sample(active, r)
         t0 = time.perf_counter()
         lr_start, lr_end = learning_rates(cfg, rnd)
         shards = "" if cfg.data.format == DEVICES else str(prep.shard_dir.resolve())  # "": the nodes' own data
-        ins = wire.TrainInstruction(rnd, lr_start, lr_end, cfg.seed, privacy.round_config(cfg), shards,
+        ins = wire.TrainInstruction(rnd, lr_start, lr_end, cfg.seed, privacy.round_config(cfg, rnd), shards,
                                     vocab_fingerprint=prep.vocab.fingerprint())
         plan = RoundPlan(rnd, clients, nodes, wire.train_content(wire.arrays(state.tables), vocab_record, ins),
                          shapes, lr_start, [drawn[r] for r in later])
@@ -167,10 +187,9 @@ def run_rounds(grid, cfg: Config, run_dir: Path, prep: Prepared, state: checkpoi
         record: dict[str, Any] = {"round": rnd, "clients": len(clients), "lr": lr_start, **got.record,
                                   "train_loss": sink.train_loss, "examples": int(sink.examples)}
         if got.aborted is None:
-            parts.apply(state.tables, privacy.release(got.sums, got.weights, got.noise_in_sums))
+            parts.optimizer.step(state.tables, privacy.release(got.sums, got.weights, got.noise_in_sums))
             applied += 1
         else:
-            privacy.abort_round()
             record.update(event="secagg_abort", message=got.aborted)
         record["seconds"] = time.perf_counter() - t0
         entry = privacy.end_round(rnd)
@@ -180,7 +199,7 @@ def run_rounds(grid, cfg: Config, run_dir: Path, prep: Prepared, state: checkpoi
             record["quality"] = parts.round_quality(state.tables)
         metrics.append(run_dir, record)
         state.round = rnd
-        _save(run_dir, state, privacy, copies, applied)
+        _save(run_dir, state, parts, applied)
         bar.update(1)
         bar.set_postfix(loss=f"{record['train_loss']:.4f}")
     bar.close()
@@ -190,9 +209,9 @@ def run_rounds(grid, cfg: Config, run_dir: Path, prep: Prepared, state: checkpoi
 APPLIED_KEY = "rounds_applied"
 
 
-def _save(run_dir: Path, state: checkpoint.State, privacy: PrivacySession, copies: ServerCopies,
-          applied: int) -> None:
-    privacy.save(state.extra)
-    copies.save(state.extra)
+def _save(run_dir: Path, state: checkpoint.State, parts: ServerParts, applied: int) -> None:
+    parts.privacy.save(state.extra)
+    parts.copies.save(state.extra)
     state.extra[APPLIED_KEY] = applied
+    state.arrays = parts.optimizer.state_arrays()
     checkpoint.save(run_dir, state)

@@ -23,6 +23,7 @@ GLOBAL, VOCAB, TRAIN, UPDATE, WEIGHTS, METRICS = "global", "vocab", "train", "up
 NODE = "node"
 RECORD_DP = "record_dp"   # ConfigRecord: a node's record-level DP accountant state (up; down on resume)
 ROWS = "rows"             # ArrayRecord: a sparse upload's row indices (fedembed/federation/sparse.py)
+FAMILY_STATE = "family_state"  # ArrayRecord in a node's `context.state` only: the family's private arrays
 
 
 @dataclass
@@ -108,6 +109,18 @@ def parse_record_dp(content: RecordDict) -> dict[str, Any] | None:
     """The accountant state in a message or in a node's `context.state`; None when there is none."""
     record = content.config_records.get(RECORD_DP)
     return json.loads(str(record["state"])) if record is not None else None
+
+
+def family_state(node_state: RecordDict) -> dict[str, np.ndarray]:
+    """The family's private arrays kept in a node's `context.state` (e.g. a user's row); {} at first."""
+    record = node_state.array_records.get(FAMILY_STATE)
+    return from_arrays(record) if record is not None else {}
+
+
+def put_family_state(node_state: RecordDict, state: dict[str, np.ndarray]) -> None:
+    """Keep the family's private arrays in the node's `context.state` (never put into a message)."""
+    if state:
+        node_state[FAMILY_STATE] = arrays(state)
 
 
 def _reply_parts(content: RecordDict) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]:

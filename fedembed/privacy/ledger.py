@@ -13,6 +13,12 @@ ledger goes into the checkpoint (`State.extra["privacy"]`) so `--resume` continu
 accountants (PRV) give upper bounds whose discretisation changes with the number of
 rounds, and the max of two valid upper bounds is still one. ∞ (no noise) is stored and
 reported as null, since JSON has no infinity.
+
+One guarantee can be stated against several parties. A unit's headline ε is the one for the
+weakest trust the run asks for (`threat_model`, fedembed/privacy/params.py); `views` keep the
+same rounds accounted for the other parties (e.g. with Poisson-sampling amplification for
+whoever sees only the released tables, where the headline — against a server that draws the
+cohort — may credit none), so report.json can state ε for each.
 """
 from __future__ import annotations
 
@@ -44,15 +50,37 @@ class Unit:
     accountant: Accountant | None = None   # None: ε comes from elsewhere (`Ledger.report`)
     epsilon: float = 0.0
     rounds: int = 0                        # rounds that spent budget on this unit
+    threat_model: str | None = None        # whom the headline ε is stated against
+    views: dict[str, Accountant] = field(default_factory=dict)     # the same rounds, for other parties
+    view_epsilon: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "mechanism": self.mechanism, "delta": self.delta, "epsilon": _enc(self.epsilon),
-                "rounds": self.rounds, "accountant": self.accountant.to_dict() if self.accountant else None}
+                "rounds": self.rounds, "accountant": self.accountant.to_dict() if self.accountant else None,
+                "threat_model": self.threat_model, "views": {k: a.to_dict() for k, a in self.views.items()},
+                "view_epsilon": {k: _enc(e) for k, e in self.view_epsilon.items()}}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Unit":
         acc = Accountant.from_dict(d["accountant"]) if d.get("accountant") else None
-        return cls(d["name"], d["mechanism"], float(d["delta"]), acc, _dec(d["epsilon"]), int(d["rounds"]))
+        return cls(d["name"], d["mechanism"], float(d["delta"]), acc, _dec(d["epsilon"]), int(d["rounds"]),
+                   d.get("threat_model"), {k: Accountant.from_dict(a) for k, a in d.get("views", {}).items()},
+                   {k: _dec(e) for k, e in d.get("view_epsilon", {}).items()})
+
+
+AGAINST = {"trusted-server": "released-tables", "untrusted-server": "server"}   # the headline's adversary
+
+
+def _by_threat(unit: Unit) -> dict[str, float | None]:
+    """ε against each party the unit is accounted for: the headline's adversary first, then the
+    views'. A trusted server sees every update, so against it there is no guarantee (null)."""
+    if not unit.threat_model:
+        return {}
+    out = {AGAINST.get(unit.threat_model, unit.threat_model): _enc(unit.epsilon)}
+    out.update({k: _enc(e) for k, e in unit.view_epsilon.items()})
+    if unit.threat_model == "trusted-server":
+        out["server"] = None
+    return out
 
 
 @dataclass
@@ -62,10 +90,12 @@ class Ledger:
     stopped: dict[str, Any] | None = None
     _pending: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def open(self, name: str, mechanism: str, delta: float, accountant: Accountant | None = None) -> Unit:
+    def open(self, name: str, mechanism: str, delta: float, accountant: Accountant | None = None,
+             threat_model: str | None = None, views: dict[str, Accountant] | None = None) -> Unit:
         """Turn a unit on (kept as it is when a resumed ledger already has it)."""
         if name not in self.units:
-            self.units[name] = Unit(name, mechanism, delta, accountant)
+            self.units[name] = Unit(name, mechanism, delta, accountant, threat_model=threat_model,
+                                    views=dict(views or {}))
         return self.units[name]
 
     def preview(self, name: str, noise_multiplier: float, sample_rate: float) -> float:
@@ -75,16 +105,25 @@ class Ledger:
             raise ValueError(f"unit {name!r} is accounted elsewhere; it cannot be previewed")
         return max(unit.epsilon, unit.accountant.peek(noise_multiplier, sample_rate, unit.delta))
 
-    def spend(self, name: str, noise_multiplier: float, sample_rate: float, params: dict[str, Any]) -> float:
-        """One round of the subsampled Gaussian on a unit this ledger accounts; returns ε so far."""
+    def spend(self, name: str, noise_multiplier: float, sample_rate: float, params: dict[str, Any],
+              view_rates: dict[str, float] | None = None) -> float:
+        """One round of the subsampled Gaussian on a unit this ledger accounts; returns ε so far.
+        `view_rates`: the sampling rate each of the unit's other views may credit this round."""
         unit = self.units[name]
         if unit.accountant is None:
             raise ValueError(f"unit {name!r} is accounted elsewhere; use report()")
         unit.accountant.step(noise_multiplier, sample_rate)
         unit.epsilon = max(unit.epsilon, unit.accountant.epsilon(unit.delta))
+        for view, acc in unit.views.items():
+            acc.step(noise_multiplier, (view_rates or {}).get(view, sample_rate))
+            unit.view_epsilon[view] = max(unit.view_epsilon.get(view, 0.0), acc.epsilon(unit.delta))
         unit.rounds += 1
         self._pending[name] = dict(params)
         return unit.epsilon
+
+    def annotate(self, name: str, params: dict[str, Any]) -> None:
+        """The parameters the round's entry shows for `name` (known once the round is done)."""
+        self._pending.setdefault(name, {}).update(params)
 
     def report(self, name: str, epsilon: float, delta: float, mechanism: str = "dp-sgd",
                params: dict[str, Any] | None = None) -> float:
@@ -139,8 +178,11 @@ class Ledger:
                 "unit": head.name if head else None, "mechanism": head.mechanism if head else "none",
                 "accountant": head.accountant.kind if head and head.accountant else None,
                 "rounds": head.rounds if head else 0, "stopped": self.stopped,
+                "threat_model": head.threat_model if head else None,
+                "epsilon_by_threat": _by_threat(head) if head else {},
                 "units": {n: {"epsilon": _enc(u.epsilon), "delta": u.delta, "mechanism": u.mechanism,
-                              "rounds": u.rounds} for n, u in self.units.items()}}
+                              "rounds": u.rounds, "threat_model": u.threat_model,
+                              "epsilon_by_threat": _by_threat(u)} for n, u in self.units.items()}}
 
     def to_dict(self) -> dict[str, Any]:
         return {"units": {n: u.to_dict() for n, u in self.units.items()}, "entries": self.entries,

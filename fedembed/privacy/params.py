@@ -30,6 +30,24 @@ class UserLevel:
     budget: float                    # ε the run may spend; 0 = no budget
     denominator: str = "noisy"       # "noisy" | "public" (fedembed/privacy/public_rows.py)
     min_share: float = 0.05          # the public denominator's floor
+    threat_model: str = "trusted-server"   # whom the headline ε is stated against (`threat_model`)
+
+    @property
+    def headline_rate(self) -> float:
+        """The sampling rate the headline ε may credit: q against observers of the released tables
+        (a trusted server keeps the sample secret), 1 against a server that picks the cohort."""
+        return self.sample_rate if self.threat_model == TRUSTED else 1.0
+
+
+TRUSTED, UNTRUSTED = "trusted-server", "untrusted-server"
+
+
+def threat_model(cfg) -> str:
+    """The weakest trust the run asks for. Central noise (SecAgg+ off) trusts the server: it sees
+    each update and adds the noise, so ε is stated against whoever sees the released tables, with
+    the amplification of a sample the server keeps secret. Distributed noise under SecAgg+ does not
+    trust the server — but the server draws the cohort, so against it no amplification holds."""
+    return UNTRUSTED if cfg.secagg.enabled else TRUSTED
 
 
 def sample_rate(cfg) -> float:
@@ -38,9 +56,15 @@ def sample_rate(cfg) -> float:
     return 1.0 if k == 0 else k / cfg.partition.num_clients
 
 
+def default_delta(num_clients: int) -> float:
+    """min(10⁻⁶, N^−1.1): far below 1/N (so that "publish one client's data" is not (ε, δ)-DP),
+    and never the loose 6·10⁻³ that N^−1.1 alone gives at N = 100."""
+    return min(1e-6, num_clients ** -1.1)
+
+
 def delta(cfg) -> float:
-    """δ, or 1/N^1.1 when left at 0: below 1/N, so that "publish one client's data" is not (ε, δ)-DP."""
-    return cfg.privacy.delta or cfg.partition.num_clients ** -1.1
+    """δ as given, or `default_delta` when left at 0."""
+    return cfg.privacy.delta or default_delta(cfg.partition.num_clients)
 
 
 def bit_stddev(cfg) -> float:
@@ -99,6 +123,8 @@ def resolve(cfg, noise_multiplier: float | None = None) -> UserLevel | None:
         return None
     check(cfg)
     q, d = sample_rate(cfg), delta(cfg)
+    threat = threat_model(cfg)
+    q_headline = q if threat == TRUSTED else 1.0      # what target_epsilon is met against
     if noise_multiplier is not None:
         z = float(noise_multiplier)
     elif p.target_epsilon > 0:
@@ -106,7 +132,7 @@ def resolve(cfg, noise_multiplier: float | None = None) -> UserLevel | None:
 
         with warnings.catch_warnings():  # the search's large trial z put RDP's optimum at the last order
             warnings.simplefilter("ignore", UserWarning)
-            z = float(get_noise_multiplier(target_epsilon=p.target_epsilon, target_delta=d, sample_rate=q,
+            z = float(get_noise_multiplier(target_epsilon=p.target_epsilon, target_delta=d, sample_rate=q_headline,
                                            steps=cfg.federation.rounds, accountant=p.accountant))
     else:
         z = p.noise_multiplier
@@ -121,4 +147,4 @@ def resolve(cfg, noise_multiplier: float | None = None) -> UserLevel | None:
                      bit_stddev=float(bit_sd), weight_scale=p.weight_scale, min_weight=p.min_weight,
                      adaptive=p.adaptive_clip, target_quantile=p.target_quantile, clip_lr=p.clip_lr,
                      accountant=p.accountant, budget=p.max_epsilon or p.target_epsilon,
-                     denominator=p.denominator, min_share=p.min_share)
+                     denominator=p.denominator, min_share=p.min_share, threat_model=threat)

@@ -127,6 +127,10 @@ class CentralGaussian:
     def noise_std(self) -> float:
         return self.params.update_noise_multiplier * self.clip
 
+    def next_charge(self, history=None) -> tuple[float, float]:
+        """(z, q) of a round's charge: z at the sampling rate the headline may credit."""
+        return self.params.noise_multiplier, self.params.headline_rate
+
     def check_reply(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray],
                     metrics: dict[str, float]) -> None:
         """Refuse an unclipped update: the sensitivity, hence the guarantee, rests on it."""
@@ -135,6 +139,18 @@ class CentralGaussian:
             raise UpdateError(f"update norm {norm:.6g} exceeds the clipping bound C = {self.clip:.6g}")
         if self.params.adaptive and metrics.get(CLIP_BIT) not in (0.5, -0.5):
             raise UpdateError(f"adaptive clipping needs the {CLIP_BIT!r} metric to be ±0.5, "
+                              f"got {metrics.get(CLIP_BIT)!r}")
+
+    def check_sum(self, tables: dict[str, np.ndarray], weights: dict[str, np.ndarray],
+                  metrics: dict[str, float], users: int) -> None:
+        """Refuse a cohort's sum that `users` clipped updates cannot make (norm ≤ users·C, and a
+        clip-bit sum within ±users/2). The node clips each user; the server can only bound the sum."""
+        norm = update_norm(tables, weights)
+        if not norm <= users * self.clip * (1.0 + _TOLERANCE):
+            raise UpdateError(f"the sum of {users} updates has norm {norm:.6g}, more than {users} × C = "
+                              f"{users * self.clip:.6g}")
+        if self.params.adaptive and not abs(metrics.get(CLIP_BIT, math.inf)) <= users / 2:
+            raise UpdateError(f"adaptive clipping needs the {CLIP_BIT!r} sum of {users} users within ±{users / 2:g}, "
                               f"got {metrics.get(CLIP_BIT)!r}")
 
     def add_noise(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

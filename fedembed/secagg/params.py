@@ -87,6 +87,15 @@ def threshold(cfg, k: int) -> int:
     return max(1, math.ceil(cfg.secagg.threshold * (k + 1)))
 
 
+def survivor_floor(cfg, m: int) -> int:
+    """The fewest masked updates a round of `m` sharing clients unmasks: `secagg.min_clients`, and
+    under distributed DP also ⌈(1 − secagg.max_dropout)·m⌉ (at least 2), which the clients' noise
+    shares are calibrated for (fedembed/privacy/distributed.py): fewer survivors abort the round."""
+    if not cfg.privacy.user_level:
+        return cfg.secagg.min_clients
+    return max(2, cfg.secagg.min_clients, math.ceil((1.0 - cfg.secagg.max_dropout) * m - 1e-9))
+
+
 def for_round(cfg, n: int, clip: float | None = None) -> RoundParams:
     k = degree(cfg, n)
     b = bits(cfg)
@@ -115,6 +124,9 @@ def check(cfg) -> None:
         raise ConfigError(f"secagg.neighbours must be an even number >= 0 (0 = auto), got {s.neighbours}")
     if s.min_clients < 1:
         raise ConfigError(f"secagg.min_clients must be >= 1, got {s.min_clients}")
+    if not 0.0 <= s.max_dropout < 1.0:   # also refuses NaN
+        raise ConfigError(f"secagg.max_dropout must be in [0, 1) (the share of a round's clients that may drop "
+                          f"after sharing and still leave the noise complete), got {s.max_dropout}")
     for stage in STAGES:
         p = getattr(s, f"drop_{stage}")
         if not 0.0 <= p <= 1.0:

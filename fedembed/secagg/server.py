@@ -100,7 +100,9 @@ class ServerRound:
 
     # ---- stage 2: train and mask
     def mask_record(self, pid: int, noise_std: float = 0.0, dither: bool = False,
-                    bit_noise_std: float = 0.0) -> ConfigRecord:
+                    bit_noise_std: float = 0.0, floor: int | None = None) -> ConfigRecord:
+        """`floor`: the fewest survivors the round unmasks, which the noise shares are calibrated
+        for (σ_i = σ/√(floor − 1)); a device's policy reads z off it (fedembed/deploy/policy.py)."""
         peers = [v for v in self.graph[pid] if v in self.u1]
         senders = [v for v in peers if v in self.boxes.get(pid, {})]
         return ConfigRecord({**self._base("mask"), "peers": peers, "peer_keys": [self.s_pk[v] for v in peers],
@@ -110,7 +112,8 @@ class ServerRound:
                              "noise_std": float(noise_std), "dither": bool(dither),
                              "extra": self.quantizer.layout.extra, "extra_range": EXTRA_RANGE,
                              "bit_noise_std": float(bit_noise_std),
-                             "cohort": len(self.u1)})   # m, the noise shares were calibrated for (device policy)
+                             "cohort": len(self.u1),           # m, the clients that shared keys
+                             "floor": int(floor if floor is not None else max(len(self.u1), 1))})
 
     def add_masked(self, pid: int, y: np.ndarray) -> None:
         if pid not in self.u1 or pid in self.u2:
@@ -122,10 +125,14 @@ class ServerRound:
         self.u2.add(pid)
 
     # ---- stage 3: unmask
-    def check_survivors(self) -> None:
-        if len(self.u2) < max(self.p.min_clients, 1):
-            raise SecAggAbort(f"round {self.rnd}: {len(self.u2)} masked update(s) arrived, fewer than "
-                              f"secagg.min_clients = {self.p.min_clients}")
+    def check_survivors(self, floor: int | None = None) -> None:
+        """Abort unless enough masked updates arrived to unmask: `secagg.min_clients`, or the floor
+        the round's noise shares were calibrated for (fedembed/secagg/params.py survivor_floor)."""
+        need = max(self.p.min_clients, 1, floor or 0)
+        if len(self.u2) < need:
+            what = f"the {need} the noise shares were calibrated for" if floor and floor > self.p.min_clients \
+                else f"secagg.min_clients = {self.p.min_clients}"
+            raise SecAggAbort(f"round {self.rnd}: {len(self.u2)} masked update(s) arrived, fewer than {what}")
 
     def unmask_content(self, pid: int) -> RecordDict:
         mine = [pid, *self.graph[pid]]
@@ -149,9 +156,9 @@ class ServerRound:
         except shamir.ShamirError as exc:
             raise SecAggAbort(f"round {self.rnd}: client {owner}'s {what}: {exc}") from None
 
-    def finish(self, dither: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    def finish(self, dither: bool = False, floor: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """The unmasked ring sum of the survivors' quantized updates (and Σ(u − ½) when dithered)."""
-        self.check_survivors()
+        self.check_survivors(floor)
         seeds = {u: self._reconstruct(self.b_shares, u, "self-mask seed") for u in sorted(self.u2)}
         dropped = sorted(self.u1 - self.u2)
         mask_keys = {u: self._reconstruct(self.s_shares, u, "mask key") for u in dropped}

@@ -20,11 +20,16 @@ def subsample(ids: np.ndarray, sent: np.ndarray, keep_prob: np.ndarray,
     return ids[keep], sent[keep]
 
 
-def skipgram_pairs(ids: np.ndarray, sent: np.ndarray, window: int,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _reach(n: int, window: int, rng: np.random.Generator | None, reach: np.ndarray | None) -> np.ndarray:
+    """Each center's dynamic window b in 1..window: drawn from `rng`, or given (DP-SGD draws its own per sample)."""
+    return reach if reach is not None else rng.integers(1, window + 1, size=n)
+
+
+def skipgram_pairs(ids: np.ndarray, sent: np.ndarray, window: int, rng: np.random.Generator | None,
+                   reach: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(center, context) pairs with word2vec's dynamic window: each center draws b in 1..window."""
     n = len(ids)
-    reach = rng.integers(1, window + 1, size=n)
+    reach = _reach(n, window, rng, reach)
     centers: list[np.ndarray] = []
     contexts: list[np.ndarray] = []
     for o in range(1, min(window, n - 1) + 1):
@@ -39,11 +44,11 @@ def skipgram_pairs(ids: np.ndarray, sent: np.ndarray, window: int,
     return np.concatenate(centers), np.concatenate(contexts)
 
 
-def cbow_windows(ids: np.ndarray, sent: np.ndarray, window: int,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def cbow_windows(ids: np.ndarray, sent: np.ndarray, window: int, rng: np.random.Generator | None,
+                 reach: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Centers and their context ids [N, 2*window], padded with -1; centers without context dropped."""
     n = len(ids)
-    reach = rng.integers(1, window + 1, size=n)
+    reach = _reach(n, window, rng, reach)
     ctx = np.full((n, 2 * window), -1, dtype=np.int64)
     for o in range(1, min(window, n - 1) + 1):
         same = sent[:-o] == sent[o:]

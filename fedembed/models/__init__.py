@@ -127,6 +127,6 @@ def check(cfg: Config) -> None:
 
 
 from fedembed.models import base  # noqa: E402  (BaseFamily: the defaults)
-from fedembed.models import cbow, node2vec, sgns  # noqa: E402,F401  (registration)
+from fedembed.models import cbow, node2vec, sentence, sgns  # noqa: E402,F401  (registration)
 
 BaseFamily = base.BaseFamily

@@ -22,7 +22,7 @@ from torch import nn
 
 from fedembed.sentence.encoder import Encoder, mean_pool, normalize
 
-KINDS = ("adapter", "lora", "top")
+from fedembed.sentence.keys import KINDS  # noqa: E402
 
 
 class LoRALinear(nn.Module):

@@ -94,15 +94,14 @@ class Node2VecFamily(BaseFamily):
         as many epochs as the federation's passes (rounds × local epochs × share of clients)."""
         from fedembed.data.sources.graph import load_eval
         from fedembed.eval.baseline import baseline_epochs
-        from fedembed.federation.server import learning_rates
         from fedembed.graph.node2vec import train_gensim
         from fedembed.graph.walks import walk
 
         train, _, _, _ = load_eval(run.shard_dir)
         ids, bounds = walk(train, self.params.walk, run.cfg.seed)
         epochs = baseline_epochs(run.cfg, len(run.clients) or run.cfg.partition.num_clients)
-        lr, _ = learning_rates(run.cfg, 1)
-        return train_gensim(ids, bounds, train.num_nodes, self.params, epochs, min(lr, 0.025),
+        lr = min(run.cfg.train.lr, 0.025)     # gensim's own default at most: its step is per pair, not per batch
+        return train_gensim(ids, bounds, train.num_nodes, self.params, epochs, lr,
                             run.cfg.train.min_lr, run.cfg.seed)
 
 

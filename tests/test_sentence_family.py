@@ -121,3 +121,31 @@ def test_sentence_scenario_errors(tmp_path, write_scenario, tiny_model, pairs_fi
     cfg = scenario(write_scenario, tiny_model, bad)
     with pytest.raises(CorpusError, match=rf"^{bad}:2: "):
         federate(InProcessGrid(3), cfg, tmp_path / "run", progress=False)
+
+
+def test_serving_a_sentence_run_embeds_text_and_searches_its_corpus(tmp_path, write_scenario, tiny_model, pairs_file):
+    """`fedembed serve RUN_DIR` on a sentence run: EmbedText gives the report's vectors, and
+    NearestNeighbors with a corpus sentence's own vector finds that sentence first."""
+    import grpc
+
+    from fedembed.serving._proto import embedding_service_pb2 as pb, embedding_service_pb2_grpc as pb_grpc
+    from fedembed.serving.model import load_model
+    from fedembed.serving.server import EmbeddingServer
+
+    cfg = scenario(write_scenario, tiny_model, pairs_file, federation={"rounds": 1})
+    federate(InProcessGrid(3), cfg, tmp_path / "run", progress=False)
+    cfg.save(tmp_path / "run" / "config.toml")
+    served = load_model(tmp_path / "run")
+    corpus = served.index.words
+    assert served.model == "sentence" and len(corpus) > 3
+    with EmbeddingServer(served) as server:
+        stub = pb_grpc.EmbeddingServiceStub(grpc.insecure_channel(server.address))
+        assert stub.Info(pb.InfoRequest()).embeds_text
+        got = stub.EmbedText(pb.EmbedTextRequest(texts=corpus[:2]))
+        vec = np.array(got.vectors[1].values, dtype=np.float32)
+        assert np.allclose(vec, served.index.vectors[1], atol=1e-5) and abs(np.linalg.norm(vec) - 1) < 1e-5
+        hits = stub.NearestNeighbors(pb.NearestNeighborsRequest(vector=pb.Vector(values=vec.tolist()), k=3))
+        assert hits.neighbors[0].word == corpus[1]
+        with pytest.raises(grpc.RpcError) as err:
+            stub.EmbedText(pb.EmbedTextRequest(texts=["w1", " "]))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "text 1" in err.value.details()

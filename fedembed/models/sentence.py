@@ -80,7 +80,8 @@ class SentenceFamily(BaseFamily):
 
     # ---- the model and its tables
 
-    def _model(self, tables: dict[str, np.ndarray] | None = None):
+    def encoder_with(self, tables: dict[str, np.ndarray] | None = None):
+        """(model, tokenizer): the base encoder with these tables as its trainable part."""
         from fedembed.sentence.runtime import model_for
 
         model, tok = model_for(self.cfg)
@@ -109,7 +110,7 @@ class SentenceFamily(BaseFamily):
         from fedembed.sentence.dp import PairDP, train_pairs_dp
         from fedembed.sentence.runtime import features
 
-        model, tok = self._model(tables)
+        model, tok = self.encoder_with(tables)
         fa = features(model, tok, data.anchors, data.path, "anchors")
         fp = features(model, tok, data.positives, data.path, "positives")
         if private is None:
@@ -138,7 +139,7 @@ class SentenceFamily(BaseFamily):
         pairs = read_pairs(Path(shard_dir) / EVAL_FILE)
         if limit:
             pairs = pairs.subset(range(min(limit, len(pairs))))
-        model, tok = self._model(tables)
+        model, tok = self.encoder_with(tables)
         return retrieval(embed(model, Features(model, tok, pairs.anchors)), embed(model, Features(model, tok, pairs.positives)))
 
     def evaluate(self, run: RunView, quick: bool = False) -> dict[str, Any]:
@@ -150,6 +151,8 @@ class SentenceFamily(BaseFamily):
         from fedembed.eval.words import headline, ratios
 
         files = self.export(run, run.run_dir / "sentence_part.npz", EXPORT_FORMAT) if run.run_dir else []
+        if run.run_dir and run.shard_dir is not None:
+            files += self.export_corpus(run)
         quality = self.evaluate(run)
         out = FamilyReport(quality, files=files, headline={"federated": headline(quality, FIGURES)})
         if run.shard_dir is None:
@@ -183,11 +186,24 @@ class SentenceFamily(BaseFamily):
             shard: PairsShard = self.load_data(run.shard_dir, c)
             anchors += shard.anchors
             positives += shard.positives
-        model, tok = self._model(self.init_tables(len(run.rows), run.cfg.seed))
+        model, tok = self.encoder_with(self.init_tables(len(run.rows), run.cfg.seed))
         epochs = baseline_epochs(run.cfg, len(run.clients))
         train_pairs(model, Features(model, tok, anchors), Features(model, tok, positives), epochs,
                     run.cfg.train.lr, run.cfg.train.batch_size, run.cfg.seed)
         return self._tables(model)
+
+    def export_corpus(self, run: RunView) -> list[Path]:
+        """sentences.npy + sentences.txt: the held-out positives embedded by the fine-tuned model, the
+        corpus `fedembed serve` searches (NearestNeighbors); each distinct sentence once, one a line
+        (fedembed/sentence/serve.py reads them back)."""
+        from fedembed.data.sources.pairs import EVAL_FILE
+        from fedembed.sentence.contrastive import Features, embed
+        from fedembed.sentence.pairs import read_pairs
+        from fedembed.sentence.serve import save_corpus
+
+        texts = list(dict.fromkeys(" ".join(t.split()) for t in read_pairs(run.shard_dir / EVAL_FILE).positives))
+        model, tok = self.encoder_with(run.tables)
+        return save_corpus(run.run_dir, texts, embed(model, Features(model, tok, texts)))
 
     def export(self, run: RunView, path: Path, fmt: str) -> list[Path]:
         """The fine-tuned part's tables with what they apply to (`sentence-npz`): the base model,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import numpy as np
@@ -31,6 +32,10 @@ from fedembed.graph.holdout import split_edges
 from fedembed.graph.node2vec import Node2VecParams, init_tables, local_round, train_gensim, train_walks
 from fedembed.graph.split import client_graph, owners_from_table
 from fedembed.graph.walks import WalkParams, walk
+
+
+def note(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 def lr_at(r: float, total: int, lr: float, min_lr: float) -> float:
@@ -91,20 +96,25 @@ def main() -> None:
                            "clients": args.clients, "owners": len(set(owner_names.values()))},
                  "settings": vars(args)}
 
+    note(f"graph {graph.num_nodes} nodes, {len(split.pos)} held out; walking")
     t0 = time.perf_counter()
     ids, bounds = walk(split.train, p.walk, args.seed)
     t_walk = time.perf_counter() - t0
+    note(f"walks: {len(ids)} nodes visited in {t_walk:.1f}s; gensim")
     t0 = time.perf_counter()
     gensim_vec = train_gensim(ids, bounds, graph.num_nodes, p, args.rounds, args.lr, min_lr, args.seed, workers=1)
     t_gensim = time.perf_counter() - t0
+    note(f"gensim {t_gensim:.1f}s; fedembed central")
     t0 = time.perf_counter()
     ours = train_walks(init_tables(graph.num_nodes, p.dim, args.seed), ids, bounds, p, args.rounds, args.lr, min_lr,
                        args.seed)
     t_ours = time.perf_counter() - t0
+    note(f"fedembed central {t_ours:.1f}s; federated")
     t0 = time.perf_counter()
     fed_tables, fed = federate(split.train, owners, args.clients, p, args.rounds, args.lr, min_lr, args.seed)
     t_fed = time.perf_counter() - t0
 
+    note(f"federated {t_fed:.1f}s; evaluating")
     results = {}
     for name, vec in (("central_gensim", gensim_vec), ("central_fedembed", ours.tables["in_vectors"]),
                       ("federated", fed_tables["in_vectors"])):

@@ -71,6 +71,9 @@ def main() -> None:
     ap.add_argument("--delta", type=float, default=1e-5)
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dp-optimizer", default="adam", choices=("adam", "sgd"))
+    ap.add_argument("--cache", default="bench/out/sentence_features.pt",
+                    help="the frozen encoder's vectors by text (the frozen part is public and fixed), reused across runs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     _, parts, ev, public = split(args.pairs, args.clients, args.per_client, args.eval, args.public)
@@ -79,9 +82,20 @@ def main() -> None:
     model = SentenceModel(load_encoder(d), "adapter")
     start = {k: v.copy() for k, v in model.tables().items()}
     t0 = time.perf_counter()
-    ev_a, ev_p = Features(model, tok, ev.anchors), Features(model, tok, ev.positives)
-    neg = Features(model, tok, public)
-    feats = {c: (Features(model, tok, p.anchors), Features(model, tok, p.positives)) for c, p in parts.items()}
+    cache: dict[str, torch.Tensor] = torch.load(args.cache) if Path(args.cache).is_file() else {}
+    wanted = [t for t in dict.fromkeys([*ev.anchors, *ev.positives, *public,
+                                        *(t for p in parts.values() for t in (*p.anchors, *p.positives))])
+              if (args.max_length, t) not in cache]
+    if wanted:
+        new = Features(model, tok, wanted).cached
+        cache.update({(args.max_length, t): v for t, v in zip(wanted, new)})
+        Path(args.cache).parent.mkdir(parents=True, exist_ok=True)
+        torch.save(cache, args.cache)
+
+    def feat(texts: list[str]) -> Cached:
+        return Cached(torch.stack([cache[(args.max_length, t)] for t in texts]))
+    ev_a, ev_p, neg = feat(ev.anchors), feat(ev.positives), feat(public)
+    feats = {c: (feat(p.anchors), feat(p.positives)) for c, p in parts.items()}
     t_features = time.perf_counter() - t0
     n_texts = 2 * (len(ev) + sum(len(p) for p in parts.values())) + len(public)
     all_a = Cached(torch.cat([fa.cached for fa, _ in feats.values()]))
@@ -92,8 +106,8 @@ def main() -> None:
         return retrieval(embed(model, ev_a), embed(model, ev_p))
 
     out: dict = {"data": {"clients": len(parts), "train_pairs": n, "eval_pairs": len(ev), "public_negatives": len(public),
-                          "frozen_texts": n_texts, "frozen_seconds": round(t_features, 1),
-                          "frozen_texts_per_s": round(n_texts / t_features, 1)}, "settings": vars(args)}
+                          "frozen_texts": n_texts, "frozen_computed": len(wanted),
+                          "frozen_seconds": round(t_features, 1)}, "settings": vars(args)}
     res: dict = {"untuned": score()}
 
     model.load_tables(start)
@@ -120,7 +134,8 @@ def main() -> None:
     sigma = sigma_for(args.epsilon, args.delta, q, steps)
     model.load_tables(start)
     acc = RDPAccountant()
-    st_dp = train_pairs_dp(model, all_a, all_p, neg, steps, args.dp_lr, PairDP(args.clip, sigma, q * n), acc)
+    st_dp = train_pairs_dp(model, all_a, all_p, neg, steps, args.dp_lr, PairDP(args.clip, sigma, q * n), acc,
+                           args.dp_optimizer)
     res["central_dp"] = {**score(), "epsilon": acc.get_epsilon(args.delta), "sigma": sigma, "steps": steps}
     out["throughput"]["dp_pairs_per_s"] = round(st_dp.pairs / st_dp.seconds, 1)
 
@@ -135,7 +150,8 @@ def main() -> None:
         for c, (fa, fp) in feats.items():
             qc, steps_c, sc = sig[c]
             model.load_tables(g)
-            train_pairs_dp(model, fa, fp, neg, steps_c, args.dp_lr, PairDP(args.clip, sc, qc * len(fa)), accs[c])
+            train_pairs_dp(model, fa, fp, neg, steps_c, args.dp_lr, PairDP(args.clip, sc, qc * len(fa)), accs[c],
+                           args.dp_optimizer)
             deltas.append({k: model.tables()[k] - g[k] for k in g})
         g = {k: g[k] + np.mean([dl[k] for dl in deltas], axis=0) for k in g}
     model.load_tables(g)

@@ -226,3 +226,33 @@ def test_pairs_file_and_its_errors(tmp_path):
     f.write_text("\n", encoding="utf-8")
     with pytest.raises(CorpusError, match="no pairs"):
         read_pairs(f)
+
+
+def test_the_adapters_closed_form_clipped_sum_is_opacus_per_sample_clipping():
+    """adapter_clipped_sum (no per-pair gradients held) against Opacus' per-sample gradients,
+    clipped and summed: same norms, same sums, with some pairs clipped and some not."""
+    from opacus import GradSampleModule
+
+    from fedembed.sentence.dp import adapter_clipped_sum, per_sample_clip_sum
+
+    model, tok = tiny("adapter", seed=4), HashTokenizer()
+    with torch.no_grad():
+        model.adapter.weight.normal_(0, 0.2)
+        model.adapter.bias.normal_(0, 0.2)
+    a, p = synthetic_pairs(12, 5)
+    fa, fp, fn = Features(model, tok, a), Features(model, tok, p), Features(model, tok, a[:5])
+    bank = torch.from_numpy(embed(model, fn))
+    idx = np.arange(12)
+    params = list(model.trainable().values())
+    gsm = GradSampleModule(model, batch_first=True, loss_reduction="sum")
+    public_loss(gsm(*fa.batch(idx)), gsm(*fp.batch(idx)), bank).sum().backward()
+    flat = torch.cat([q.grad_sample.reshape(12, -1) for q in params], 1)
+    clip = float(flat.norm(dim=1).median())              # half the pairs get clipped
+    want, want_norms = per_sample_clip_sum(params, clip)
+    gsm._close()
+    for q in params:
+        q.grad = None
+    got, _, norms = adapter_clipped_sum(model, fa.batch(idx)[0], fp.batch(idx)[0], bank, clip)
+    assert np.allclose(norms, want_norms, rtol=1e-4, atol=1e-6)
+    for g, w in zip(got, want):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-6)

@@ -43,7 +43,8 @@ def lr_at(r: float, total: int, lr: float, min_lr: float) -> float:
 
 
 def federate(train: Graph, owners: np.ndarray, k: int, p: Node2VecParams, rounds: int, lr: float, min_lr: float,
-             seed: int) -> tuple[dict, dict]:
+             seed: int, local_epochs: int = 1, server_lr: float = 1.0,
+             counts: np.ndarray | None = None) -> tuple[dict, dict]:
     tables = init_tables(train.num_nodes, p.dim, seed)
     held = [client_graph(train, owners, c) for c in range(k)]
     owned = [np.flatnonzero(owners == c) for c in range(k)]
@@ -54,8 +55,8 @@ def federate(train: Graph, owners: np.ndarray, k: int, p: Node2VecParams, rounds
         weights = {n: np.zeros(len(t)) for n, t in tables.items()}
         for c in range(k):
             t0 = time.perf_counter()
-            out = local_round(tables, held[c], owned[c], p, 1, lr_at(r, rounds, lr, min_lr),
-                              lr_at(r + 1, rounds, lr, min_lr), seed * 1000 + r * k + c)
+            out = local_round(tables, held[c], owned[c], p, local_epochs, lr_at(r, rounds, lr, min_lr),
+                              lr_at(r + 1, rounds, lr, min_lr), seed * 1000 + r * k + c, counts)
             t_train += time.perf_counter() - t0
             tokens += out.stats.words
             for n in tables:
@@ -64,7 +65,7 @@ def federate(train: Graph, owners: np.ndarray, k: int, p: Node2VecParams, rounds
                 weights[n] += w
         for n in tables:
             has = weights[n] > 0
-            tables[n][has] += (sums[n][has] / weights[n][has, None]).astype(np.float32)
+            tables[n][has] += (server_lr * sums[n][has] / weights[n][has, None]).astype(np.float32)
     return tables, {"seconds": t_train, "tokens": tokens}
 
 
@@ -81,6 +82,12 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.025)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--central-epochs", type=int, default=0, help="0 = --rounds")
+    ap.add_argument("--local-epochs", type=int, default=1)
+    ap.add_argument("--server-lr", type=float, default=1.0)
+    ap.add_argument("--central-json", default="", help="reuse the central figures of an earlier run's output")
+    ap.add_argument("--negatives", default="public", choices=("public", "local"),
+                    help="clients' negative distribution: the public node counts (degrees) or their own walks'")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     edges = read_edges(f"{args.data}/edges.tsv")
@@ -97,21 +104,35 @@ def main() -> None:
                  "settings": vars(args)}
 
     note(f"graph {graph.num_nodes} nodes, {len(split.pos)} held out; walking")
+    central_epochs = args.central_epochs or args.rounds
+    counts = split.train.degree.astype(np.int64) if args.negatives == "public" else None
+    if args.central_json:
+        fed_tables, _ = federate(split.train, owners, args.clients, p, args.rounds, args.lr, min_lr, args.seed,
+                                 args.local_epochs, args.server_lr, counts)
+        prev = json.load(open(args.central_json))
+        base = prev["quality"]["central_gensim"]
+        vec = fed_tables["in_vectors"]
+        fedq = {**node_classification(vec, labels, seed=args.seed), **link_prediction(vec, split.pos, split.neg)}
+        fedq["ratio_to_central"] = {k: fedq[k] / base[k] for k in ("macro_f1", "micro_f1", "auc")}
+        print(json.dumps({"settings": vars(args), "federated": fedq, "central_gensim": base}, indent=1))
+        return
     t0 = time.perf_counter()
     ids, bounds = walk(split.train, p.walk, args.seed)
     t_walk = time.perf_counter() - t0
     note(f"walks: {len(ids)} nodes visited in {t_walk:.1f}s; gensim")
     t0 = time.perf_counter()
-    gensim_vec = train_gensim(ids, bounds, graph.num_nodes, p, args.rounds, args.lr, min_lr, args.seed, workers=1)
+    gensim_vec = train_gensim(ids, bounds, graph.num_nodes, p, central_epochs, args.lr, min_lr, args.seed,
+                              workers=1)
     t_gensim = time.perf_counter() - t0
     note(f"gensim {t_gensim:.1f}s; fedembed central")
     t0 = time.perf_counter()
-    ours = train_walks(init_tables(graph.num_nodes, p.dim, args.seed), ids, bounds, p, args.rounds, args.lr, min_lr,
-                       args.seed)
+    ours = train_walks(init_tables(graph.num_nodes, p.dim, args.seed), ids, bounds, p, central_epochs, args.lr,
+                       min_lr, args.seed)
     t_ours = time.perf_counter() - t0
     note(f"fedembed central {t_ours:.1f}s; federated")
     t0 = time.perf_counter()
-    fed_tables, fed = federate(split.train, owners, args.clients, p, args.rounds, args.lr, min_lr, args.seed)
+    fed_tables, fed = federate(split.train, owners, args.clients, p, args.rounds, args.lr, min_lr, args.seed,
+                               args.local_epochs, args.server_lr, counts)
     t_fed = time.perf_counter() - t0
 
     note(f"federated {t_fed:.1f}s; evaluating")
@@ -124,7 +145,7 @@ def main() -> None:
     results["federated"]["ratio_to_central"] = {
         k: results["federated"][k] / base[k] for k in ("macro_f1", "micro_f1", "auc")}
     out["quality"] = results
-    tokens = len(ids) * args.rounds
+    tokens = len(ids) * central_epochs
     out["throughput"] = {
         "central_walk_seconds": round(t_walk, 2),
         "central_gensim": {"seconds": round(t_walk + t_gensim, 2), "nodes_per_s": round(tokens / (t_walk + t_gensim))},

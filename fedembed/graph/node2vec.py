@@ -50,8 +50,11 @@ class Trained:
 
 
 def train_walks(tables: dict[str, np.ndarray], ids: np.ndarray, bounds: np.ndarray, params: Node2VecParams,
-                epochs: int, lr_start: float, lr_end: float, seed: int) -> Trained:
-    """SGD on copies of `tables` over the walks; counts are the walks' own node frequencies."""
+                epochs: int, lr_start: float, lr_end: float, seed: int, counts: np.ndarray | None = None) -> Trained:
+    """SGD on copies of `tables` over the walks. `counts` (subsampling and the negatives'
+    unigram^0.75) default to the walks' own node frequencies; a client passes the public node
+    counts (the node index's degrees), so its negatives come from the whole graph, as they do
+    centrally, and not only from the nodes its own walks visit."""
     import torch
 
     from fedembed.train.word2vec import Word2VecTrainer
@@ -59,7 +62,8 @@ def train_walks(tables: dict[str, np.ndarray], ids: np.ndarray, bounds: np.ndarr
     n = len(tables["in_vectors"])
     w_in = torch.tensor(tables["in_vectors"], dtype=torch.float32)
     w_out = torch.tensor(tables["out_vectors"], dtype=torch.float32)
-    counts = np.bincount(ids, minlength=n).astype(np.int64)
+    if counts is None:
+        counts = np.bincount(ids, minlength=n).astype(np.int64)
     trainer = Word2VecTrainer(w_in, w_out, counts, params.word2vec())
     stats = trainer.train(ids, bounds, epochs, lr_start, lr_end, seed)
     return Trained({"in_vectors": w_in.numpy(), "out_vectors": w_out.numpy()},
@@ -73,10 +77,10 @@ def client_walks(held: Graph, owned: np.ndarray, params: WalkParams, seed: int) 
 
 
 def local_round(tables: dict[str, np.ndarray], held: Graph, owned: np.ndarray, params: Node2VecParams,
-                epochs: int, lr_start: float, lr_end: float, seed: int) -> Trained:
+                epochs: int, lr_start: float, lr_end: float, seed: int, counts: np.ndarray | None = None) -> Trained:
     """One client's round: fresh walks over what it holds, then SGNS from the global tables."""
     ids, bounds = client_walks(held, owned, params.walk, seed)
-    return train_walks(tables, ids, bounds, params, epochs, lr_start, lr_end, seed + 1)
+    return train_walks(tables, ids, bounds, params, epochs, lr_start, lr_end, seed + 1, counts)
 
 
 def train_gensim(ids: np.ndarray, bounds: np.ndarray, num_nodes: int, params: Node2VecParams, epochs: int,

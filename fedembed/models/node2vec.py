@@ -61,10 +61,13 @@ class Node2VecFamily(BaseFamily):
     def train(self, tables: dict[str, np.ndarray], data: GraphShard, counts: np.ndarray, lr_start: float,
               lr_end: float, seed: int, private: PrivateTraining | None = None,
               state: dict[str, np.ndarray] | None = None) -> LocalResult:
-        """Fresh walks over what the client holds, then SGNS from the global tables."""
+        """Fresh walks over what the client holds, then SGNS from the global tables; negatives are
+        drawn by the public node counts (the node index's degrees, `counts`), so they span the whole
+        graph as they do centrally, not just the nodes the client's own walks visit."""
         from fedembed.graph.node2vec import local_round
 
-        out = local_round(tables, data.graph, data.owned, self.params, self.local_epochs, lr_start, lr_end, seed)
+        out = local_round(tables, data.graph, data.owned, self.params, self.local_epochs, lr_start, lr_end, seed,
+                          np.asarray(counts, dtype=np.int64))
         return LocalResult(out.tables, out.row_counts, out.stats.loss, out.stats.examples, out.stats.words)
 
     def word_vectors(self, tables: dict[str, np.ndarray]) -> np.ndarray:

@@ -48,7 +48,7 @@ def federate(train: Graph, owners: np.ndarray, k: int, p: Node2VecParams, rounds
     tables = init_tables(train.num_nodes, p.dim, seed)
     held = [client_graph(train, owners, c) for c in range(k)]
     owned = [np.flatnonzero(owners == c) for c in range(k)]
-    t_walk = t_train = 0.0
+    t_train = 0.0
     tokens = 0
     for r in range(rounds):
         sums = {n: np.zeros_like(t, dtype=np.float64) for n, t in tables.items()}

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sentence_data import pooled, split  # noqa: E402
+from sentence_data import split  # noqa: E402
 
 from fedembed.sentence.contrastive import Features, embed, train_pairs  # noqa: E402
 from fedembed.sentence.dp import PairDP, train_pairs_dp  # noqa: E402

@@ -3,7 +3,8 @@
 The node's partition comes from its node config (`partition-id`, `num-partitions`, set by
 the simulation runtime or `flower-supernode --node-config`); an optional `data-path`
 points a real device at its own shard directory. `context.state` persists per node across
-rounds: record-level DP keeps its privacy accountant there (and reports it in the reply).
+rounds: record-level DP keeps its privacy accountant there (and reports it in a plain reply;
+a secure reply is the masked vector alone).
 The update's stages come from the composition root (`fedembed.compose.client_stages`).
 """
 from __future__ import annotations

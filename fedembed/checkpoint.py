@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from fedembed.data.lines import one_line
-from fedembed.errors import CheckpointError
+from fedembed.errors import CheckpointError, one_line
 
 CHECKPOINT = "checkpoint.npz"
 

@@ -72,6 +72,23 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from fedembed import compose
+
+    overrides, origins = overrides_of(args)
+    cfg = compose.load(args.config, overrides, origins)
+    if not cfg.privacy.user_level:
+        raise FedembedError("fedembed plan predicts what user-level DP leaves of the signal: set "
+                            "privacy.user_level = true (and a noise_multiplier or target_epsilon)")
+    if args.probe < 1:
+        raise FedembedError(f"--probe must be >= 1, got {args.probe}")
+    from fedembed.planning import run_plan
+
+    plan = run_plan(cfg, Path(args.out), args.probe)
+    print(json.dumps(plan, indent=2) if args.json else plan["verdict"])
+    return 0
+
+
 def parse_value(raw: str) -> Any:
     import tomllib
 
@@ -178,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--out", help="sweep directory (default: runs/sweeps/NAME)")
     w.add_argument("--quiet", action="store_true", help="no progress bars")
     w.set_defaults(func=_sweep)
+
+    pl = sub.add_parser("plan", help="predict what user-level DP leaves of the signal, before any training")
+    pl.add_argument("--config", help="scenario TOML (default: the built-in default scenario)")
+    pl.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any key, e.g. privacy.target_epsilon=4")
+    pl.add_argument("--rounds", type=int, help="override federation.rounds")
+    pl.add_argument("--clients", type=int, help="override partition.num_clients")
+    pl.add_argument("--out", default="runs/plan", help="where the scenario's data is prepared for the probe")
+    pl.add_argument("--probe", type=int, default=48, help="users whose first update is probed (default 48)")
+    pl.add_argument("--json", action="store_true", help="print the whole plan as JSON")
+    pl.set_defaults(func=_plan)
 
     e = sub.add_parser("evaluate", help="a run's quality as its family measures it (word similarity and "
                                         "analogies, ranking metrics, ...), or a vectors file's word similarity")

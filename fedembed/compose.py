@@ -9,7 +9,7 @@ a server step without knowing which ones. This module decides, in one place:
 - `validate`: a parsed Config, checked by every package's registered check (`CHECKS`);
 - `client_stages`: the update pipeline, in DESIGN.md's order — adversary (simulation only) →
   row weights → robust-rule preparation → clip → (SecAgg+:) flatten → range clip → noise
-  share → quantize → mask;
+  share → tally → quantize → mask;
 - `build_server`: the server's parts for a run (privacy session, transport, collector, step,
   observers);
 - `describe`: the pipeline and the server's path as lines, for `fedembed simulate --dry-run`
@@ -115,14 +115,17 @@ def client_stages(cfg: Config, ctx: ClientContext | None, secure: "MaskContext |
 
 
 def secure_stages(shapes: dict[str, tuple[int, ...]], secure: "MaskContext") -> list[Stage]:
-    """SecAgg+'s stages for one client's round: flatten → range clip → (noise share) → quantize → mask."""
+    """SecAgg+'s stages for one client's round: flatten → range clip → (noise share) → (tally) → quantize → mask."""
     from fedembed.privacy.distributed import NoiseShare
-    from fedembed.secagg.stages import Flatten, Mask, Quantize, RangeClip
+    from fedembed.secagg.stages import Flatten, Mask, Quantize, RangeClip, Tally
 
-    q = secure.quantizer(shapes)
-    stages: list[Stage] = [Flatten(q.layout, user_dp.CLIP_BIT, secure.pid), RangeClip(q, report=not secure.dither)]
+    q, tally = secure.quantizer(shapes), secure.tally
+    stages: list[Stage] = [Flatten(q.layout, user_dp.CLIP_BIT, secure.pid, tally.size),
+                           RangeClip(q, report=not secure.dither)]
     if secure.noise_std > 0 or secure.bit_noise_std > 0:
         stages.append(NoiseShare(secure.noise_std, secure.bit_noise_std, q.layout.weight_end, secure.rng))
+    if tally.size:
+        stages.append(Tally(tally, q.layout, secure.rng))
     return stages + [Quantize(q, secure.dither_key, secure.rng), Mask(secure)]
 
 
@@ -145,7 +148,8 @@ def build_server(cfg: Config, run_dir: Path, prep: "Prepared", state: "checkpoin
 
     rule = aggregate.make(cfg)
     shapes = {k: v.shape for k, v in state.tables.items()}
-    privacy = PrivacySession(cfg, state.extra, public_counts=prep.vocab.counts, shapes=shapes)  # z before training
+    privacy = PrivacySession(cfg, state.extra, public_counts=prep.vocab.counts, shapes=shapes,  # z before training
+                             row_tables=models.make(cfg).row_tables)
     transport = SecureTransport(cfg) if cfg.secagg.enabled else PlainTransport(cfg)
     family = models.make(cfg)
     round_quality = (lambda tables: family.round_figures(RunView(cfg, run_dir, prep.vocab, tables, prep.shard_dir,

@@ -24,7 +24,8 @@ from fedembed.errors import ConfigError
 @dataclass
 class DataConfig:
     corpus: str = "builtin"        # "builtin", a text file, a directory, or a .jsonl file
-    format: str = "auto"           # auto | text | dir | jsonl | builtin | devices (nodes' own data, none on the server)
+    format: str = "auto"           # auto | text | dir | jsonl | builtin | devices (nodes' own data, none on the server);
+                                   # ratings (fedembed/data/ratings_io.py): udata | csv | tsv | jsonl | debian
 
 
 @dataclass
@@ -33,6 +34,8 @@ class VocabConfig:
     source: str = "builtin"        # "builtin" (reference corpus) or a word-list file
     min_count: int = 5
     max_size: int = 0              # 0 = no limit
+    holdout: float = 0.0           # share of the word-similarity lists' words kept out of the vocabulary (and
+                                   # so out of training): the out-of-vocabulary test (fedembed/data/holdout.py)
 
 
 @dataclass
@@ -50,7 +53,7 @@ class PartitionConfig:
 
 @dataclass
 class ModelConfig:
-    family: str = "sgns"           # sgns | cbow
+    family: str = "sgns"           # sgns | cbow | fasttext | mf (fedembed/models: one file each)
     dim: int = 100
     window: int = 5
     negative: int = 5
@@ -60,6 +63,36 @@ class ModelConfig:
                                    # round 1) | a word2vec text/binary vectors file (fedembed/models/init.py)
     init_corpus: str = ""          # public: the warm start's text; "" = the built-in corpus (never data.corpus)
     init_epochs: int = 20          # public: epochs of the central warm-start training
+
+
+@dataclass
+class FastTextConfig:
+    """The subword family, `model.family = "fasttext"` (fedembed/models/fasttext.py), `[fasttext]`."""
+    min_n: int = 3                 # character n-grams of n = min_n..max_n, of the word in boundary marks <word>
+    max_n: int = 6
+    buckets: int = 50000           # hashed n-gram rows, a fixed table (fastText's default 2,000,000 would be
+                                   # 800 MB a client a round at dim 100)
+
+
+@dataclass
+class MFConfig:
+    """User/item embeddings, `model.family = "mf"` (fedembed/models/mf.py), `[mf]`: matrix factorisation
+    with Federated Reconstruction (each user's row is rebuilt on its client every round, never sent)."""
+    loss: str = "bpr"              # bpr: implicit feedback (Rendle et al. 2009) | mse: explicit ratings
+    reg: float = 0.01              # L2 penalty on the rows a step touches (user rows: the reconstruction's ridge)
+    user_state: str = "reconstruct"  # reconstruct: a fresh user row each round (Singhal et al. 2021) |
+                                   # keep: start the reconstruction from the row the node kept last round
+    recon_steps: int = 20          # bpr: gradient steps fitting the user rows, items frozen (mse solves exactly)
+    recon_lr: float = 0.5          # bpr: their learning rate
+    support_fraction: float = 0.5  # share of a user's interactions that fit its row; the rest update the items
+    init_std: float = 0.1          # item rows start N(0, init_std²)
+    k: int = 10                    # Recall@K and NDCG@K
+
+
+@dataclass
+class RatingsConfig:
+    """The ratings data source (fedembed/data/sources/ratings.py), `[ratings]`."""
+    test_fraction: float = 0.2     # each user's latest interactions (by timestamp, else a seeded draw) held out
 
 
 @dataclass
@@ -128,6 +161,9 @@ class PrivacyConfig:
     denominator: str = "noisy"     # noisy: divide rows by their noisy weight sums | public: by m·max(s_r, min_share)
                                    # from the public vocabulary counts; no weights sent (fedembed/privacy/public_rows.py)
     min_share: float = 0.05        # public denominator's floor on a row's expected share of clients, in (0, 1]
+    noise_population: int = 0      # research mode: scale the noise to a deployment of this many users (its ε is
+                                   # reported, labelled simulated; never a guarantee for the users simulated)
+    noise_cohort: int = 0          # research mode: the deployment's cohort (0 = q · noise_population)
     mechanism: str = "fedavg"      # fedavg: DP-FedAvg, Poisson sampling amplification | ftrl_tree: DP-FTRL,
                                    # tree-aggregated noise, a fixed schedule, no amplification (docs/PRIVACY_FTRL.md)
     restart_every: int = 0         # ftrl_tree: start a new tree every this many released rounds; 0 = never
@@ -255,6 +291,9 @@ class Config:
     vocab: VocabConfig = field(default_factory=VocabConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    fasttext: FastTextConfig = field(default_factory=FastTextConfig)
+    mf: MFConfig = field(default_factory=MFConfig)
+    ratings: RatingsConfig = field(default_factory=RatingsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
@@ -280,7 +319,7 @@ class Config:
 DEVICES = "devices"   # data.format: every node trains its own corpus (`fedembed client --data`), none on the server
 
 _CHOICES = {
-    "data.format": {"auto", "text", "dir", "jsonl", "builtin", "devices"},
+    "data.format": {"auto", "text", "dir", "jsonl", "builtin", "devices", "udata", "csv", "tsv", "debian"},
     "vocab.mode": {"public"},
     "federation.row_weight": {"count", "presence"},
     "privacy.accountant": {"rdp", "prv"},
@@ -294,6 +333,7 @@ _POSITIVE = {"partition.num_clients", "model.dim", "model.window", "model.negati
 _NON_NEGATIVE = {"federation.max_row_weight", "vocab.max_size", "federation.clients_per_round", "model.sample", "train.min_lr",
                  "federation.round_timeout", "model.ns_exponent", "simulation.num_cpus_per_client",
                  "privacy.noise_multiplier", "privacy.target_epsilon", "privacy.delta", "privacy.max_epsilon",
+                 "privacy.noise_population", "privacy.noise_cohort",
                  "privacy.clip_count_stddev", "privacy.min_weight", "federation.max_in_flight",
                  "simulation.nodes"}
 

@@ -20,3 +20,9 @@ class UpdateError(FedembedError):
 
 class CheckpointError(FedembedError):
     """A run directory that cannot be resumed."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (the CLI prints one line per error)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

@@ -33,7 +33,7 @@ def load(run_dir: str | Path) -> Run:
     """A run directory's parts; a missing, damaged or inconsistent part is one error naming the file."""
     run_dir = Path(run_dir)
     family, run, rnd = _open(run_dir)
-    kv = keyed_vectors(run.rows.words, family.word_vectors(run.tables))
+    kv = keyed_vectors(run.rows.words, family.word_vectors(run.tables, run.rows.words))
     return Run(run_dir, run.cfg, rnd, kv, *_records(run_dir))
 
 
@@ -65,7 +65,7 @@ def _open(run_dir: Path) -> tuple[models.Family, models.RunView, int]:
     if missing:
         raise CheckpointError(f"{ckpt} has no table {missing[0]!r} (model.family = {cfg.model.family!r})")
     try:
-        vectors = family.word_vectors(state.tables)
+        vectors = family.word_vectors(state.tables, vocab.words)
     except KeyError as exc:
         raise CheckpointError(f"{ckpt} has no table {exc} (model.family = {cfg.model.family!r})") from exc
     if vectors.ndim != 2 or vectors.shape[0] != len(vocab):

@@ -69,12 +69,13 @@ def quality_per_round(path: Path, report: dict[str, Any], rows: list[dict[str, A
     ax.set(xlabel="round", ylabel="training loss", title="training loss")
     if per_round:
         ax = axes.pop(0)
-        for name in QUALITY:
+        for name in _names(rows):
             line = ax.plot(x, [r.get("quality", {}).get(name) for r in rows], marker="o", label=name)[0]
             base = report.get("baseline", {}).get("gensim", {}).get(name, {}).get("spearman")
             if base is not None:
                 ax.axhline(base, ls="--", color=line.get_color(), label=f"{name} gensim")
-        ax.set(xlabel="round", ylabel="Spearman", title="quality per round")
+        ax.set(xlabel="round", ylabel="Spearman" if set(_names(rows)) <= set(QUALITY) else "quality",
+               title="quality per round")
         ax.legend(fontsize=7)
     if participation:
         ax = axes.pop(0)
@@ -95,6 +96,12 @@ def quality_per_round(path: Path, report: dict[str, Any], rows: list[dict[str, A
     return _save(fig, path)
 
 
+def _names(rows: list[dict[str, Any]]) -> list[str]:
+    """The per-round quality figures recorded (word similarity's by default), in first-seen order."""
+    seen = dict.fromkeys(k for r in rows for k in (r.get("quality") or {}))
+    return list(seen) or list(QUALITY)
+
+
 def _epsilon(entry: dict[str, Any] | None, unit: str | None) -> float | None:
     units = (entry or {}).get("units", {})
     eps = units.get(unit, {}).get("epsilon") if unit in units else None
@@ -108,15 +115,21 @@ def utility_vs_epsilon(path: Path, report: dict[str, Any], rows: list[dict[str, 
     fig, ax = plt.subplots(figsize=(5, 3.6))
     pts = [(_epsilon(r.get("privacy"), privacy.get("unit")), r.get("quality", {})) for r in rows]
     pts = [(e, q) for e, q in pts if e is not None and q]
-    for name in QUALITY:
+    headline = (report.get("headline") or {}).get("federated") or {}
+    names = _names([{"quality": q} for _, q in pts]) if pts else list(QUALITY)
+    if not any(isinstance(report.get("quality", {}).get(n), dict) for n in QUALITY):
+        names = sorted(set(names) | {k for k in headline if "." not in k})   # a family's own figures
+    for name in names:
         if pts:
             ax.plot([e for e, _ in pts], [q.get(name) for _, q in pts], marker="o", label=f"{name} (per round)")
-        final = report.get("quality", {}).get(name, {}).get("spearman")
-        if final is not None:
+        q = report.get("quality", {}).get(name)
+        final = q.get("spearman") if isinstance(q, dict) else headline.get(name)
+        if final is not None and privacy.get("epsilon") is not None:
             ax.scatter([privacy["epsilon"]], [final], marker="*", s=120, label=f"{name} (final)")
-    ax.set(xlabel=f"ε ({privacy.get('unit')}-level, δ = {privacy.get('delta')})", ylabel="Spearman",
-           title="utility vs ε")
-    ax.legend(fontsize=7)
+    ax.set(xlabel=f"ε ({privacy.get('unit')}-level, δ = {privacy.get('delta')})",
+           ylabel="Spearman" if set(names) <= set(QUALITY) else "quality", title="utility vs ε")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     return _save(fig, path)
 
 

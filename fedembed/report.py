@@ -79,7 +79,7 @@ def finalize(cfg: Config, run_dir: Path, prep, tables: dict[str, np.ndarray],
                                                               fam.reference, prep.vocab.counts)
             report.setdefault("baseline", {})["public_only"] = only
     report.update(run_attacks(cfg, run_dir, prep, tables, report["privacy"], views, watched))  # [privacy_attacks]
-    report.update(report_sections(cfg, words, family.word_vectors(tables), fam.reference))  # [adversary], rule
+    report.update(report_sections(cfg, words, family.word_vectors(tables, words), fam.reference))  # [adversary], rule
     tmp = run_dir / (REPORT + ".tmp")
     tmp.write_text(json.dumps(report, indent=2, sort_keys=True), encoding="utf-8")
     tmp.replace(run_dir / REPORT)

@@ -17,8 +17,8 @@ from fedembed.attacks.privacy import evaluate as attacks
 from fedembed.attacks.privacy.plant import plant
 from fedembed import metrics
 from fedembed.config import Config
-from fedembed.errors import FedembedError
 from fedembed.data.prepare import prepare
+from fedembed.errors import CheckpointError, FedembedError
 from fedembed.federation.server import INIT_KEY, initial_state, run_rounds
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,20 @@ def federate(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: b
     prep = prepare(cfg, run_dir, plant=plant, source=compose.data_source(cfg))
     init = compose.init_tables(cfg, run_dir)
     state = initial_state(run_dir, prep, resume, init)
+    if state.round and cfg.secagg.enabled and cfg.privacy.record.enabled:
+        raise CheckpointError(f"{run_dir}: record-level DP under SecAgg+ keeps each client's accountant on its node "
+                              f"only (its parameters depend on the client's sample count); a resumed run's nodes start "
+                              f"afresh and their ε would restart at zero: start a new run instead of resuming")
     watched = attacks.observers(cfg)
     parts = compose.build_server(cfg, run_dir, prep, state, observers=watched)
     log.info("the update pipeline of scenario %r:\n%s", cfg.name, "\n".join(compose.describe(cfg)))
+    if cfg.privacy.user_level and state.round == 0:   # what the noise will leave, before round 1
+        from fedembed.planning import plan_for
+
+        plan = plan_for(cfg, prep, state.tables)
+        if plan is not None:
+            log.info("%s", plan.verdict())
+            state.extra["plan"] = plan.to_dict()
     outcome = run_rounds(grid, cfg, run_dir, prep, state, parts, progress)
     if outcome.rounds_applied == 0:
         raise FedembedError(f"{run_dir}: the run trained nothing — {_why_nothing(run_dir)}; no vectors are "

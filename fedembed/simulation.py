@@ -82,12 +82,6 @@ def _quiet_start() -> None:
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
 
 
-def _uses_builtin(cfg: Config) -> bool:
-    from fedembed.data.corpus import BUILTIN
-
-    return BUILTIN in (cfg.data.corpus, cfg.data.format, cfg.vocab.source)
-
-
 def _loopback(address: str) -> bool:
     """A private local Ray ("") or a cluster on this machine's loopback: Ray may use 127.0.0.1.
     Not for a remote cluster, where this driver must advertise its routable address."""
@@ -121,11 +115,10 @@ def simulate(config: str | Path | Config | None = None, out: str | Path = "runs/
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     backend = backend_config(cfg)
     _quiet_start()
-    if _uses_builtin(cfg):
-        # Before Ray starts: WikiCorpus forks workers and ends them with SIGTERM, and a worker
-        # forked after ray.init inherits Ray's handler, which prints a stack dump for it.
-        from fedembed.data.corpus import preload_builtin
-        preload_builtin()
+    from fedembed.data.corpus import preload_builtin, uses_builtin
+
+    if uses_builtin(cfg):
+        preload_builtin()   # parsed up front, once, before Ray starts (fedembed/data/corpus.py)
     import ray
 
     with warnings.catch_warnings():

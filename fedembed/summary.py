@@ -52,6 +52,9 @@ def row(report: dict[str, Any], rounds: list[dict[str, Any]] | None = None) -> d
         "vocab_overlap": _get(run, "partition_stats.summary.vocab_overlap"),
         "tokens_cv": _get(run, "partition_stats.summary.tokens_cv"),
     }
+    for key, value in ((report.get("headline") or {}).get("federated") or {}).items():
+        if key.split(".")[0] not in out:   # a family's own headline figures (recall@10, oov.simlex999.spearman, …)
+            out[key] = value
     for key in ("dropped", "timed_out", "failed", "rejected"):
         out[key] = sum(int(r.get(key, 0)) for r in rounds) if rounds else None
     for section in ATTACK_SECTIONS:

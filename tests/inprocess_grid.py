@@ -17,7 +17,8 @@ model is an option, never a re-implementation of a handler:
 - `workers`: answer in threads, so a straggler's sleep overlaps the others and a round
   deadline (federation.round_timeout) cuts it off as it would on a real grid;
 - `serve`: who answers a partition's message instead of the bare ClientApp — e.g. fedembed's
-  in-process SuperNode with a device's policy around the same ClientApp (tests/test_device_policy.py).
+  in-process SuperNode with a device's policy around the same ClientApp (tests/test_device_policy.py);
+- `record`: keep every reply (`seen`, `replies`) for the test to inspect (off for long runs).
 """
 from __future__ import annotations
 
@@ -42,14 +43,14 @@ class InProcessGrid:
                  fail: set[int] | dict[tuple[int, str], set[int]] | None = None, silent: set[int] = frozenset(),
                  tamper: dict[int, Callable[[RecordDict], RecordDict]] | None = None,
                  die_at_round: int | None = None, workers: int = 0,
-                 serve: Callable[[int, Message], Message] | None = None) -> None:
+                 serve: Callable[[int, Message], Message] | None = None, record: bool = True) -> None:
         from client.app import app
 
         self.app, self.num = app, num
         self.per_pull, self.newest_first = per_pull, newest_first
         self.paused = False
         self.fail, self.silent, self.tamper = fail or set(), set(silent), tamper or {}
-        self.die_at_round, self.serve = die_at_round, serve
+        self.die_at_round, self.serve, self.record = die_at_round, serve, record
         self.nodes = {100 + p: p for p in range(num)}
         self.contexts = {p: Context(run_id=1, node_id=100 + p,
                                     node_config={"partition-id": p, "num-partitions": num},
@@ -124,11 +125,13 @@ class InProcessGrid:
         if self._fails(pid, m):
             return Message(error=Error(code=1, reason=f"client {pid} crashed"), reply_to=m)
         reply = self.serve(pid, m) if self.serve is not None else self.app(m, self.contexts[pid])
-        self.replies.append((mtype, reply))
+        if self.record:
+            self.replies.append((mtype, reply))
         if not reply.has_error():
             if pid in self.tamper and "node" not in m.content.config_records:
                 reply = Message(content=self.tamper[pid](reply.content), reply_to=m)
-            self.seen.append((mtype, reply.content))
+            if self.record:
+                self.seen.append((mtype, reply.content))
         return reply
 
 

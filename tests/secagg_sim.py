@@ -54,8 +54,9 @@ def secure(u: ClientUpdate, shapes: dict):
 
 def run(ups: dict[int, ClientUpdate], p: RoundParams, drop: dict[str, set[int]] | None = None,
         states: dict[int, RecordDict] | None = None, book: KeyBook | None = None, rnd: int = 1,
-        noise_std: float = 0.0, dither: bool = False, shapes: dict | None = None):
-    """Returns (server round, ring total) or raises SecAggAbort; `drop[stage]` fail at that stage."""
+        noise_std: float = 0.0, dither: bool = False, shapes: dict | None = None, before_finish=None):
+    """Returns (server round, ring total) or raises SecAggAbort; `drop[stage]` fail at that stage;
+    `before_finish(server round)` may tamper with what the server received before it unmasks."""
     drop = {s: set(v) for s, v in (drop or {}).items()}
     states = states if states is not None else {pid: RecordDict() for pid in ups}
     book = book or KeyBook()
@@ -69,8 +70,11 @@ def run(ups: dict[int, ClientUpdate], p: RoundParams, drop: dict[str, set[int]] 
     for pid in sorted(srv.u1):
         if pid not in drop.get("mask", ()):
             content = RecordDict({msg.SECAGG: srv.mask_record(pid, noise_std, dither)})
-            y = proto.on_mask(content, states[pid], pid, secure(ups[pid], shapes or SHAPES),
-                              np.random.default_rng(1000 + pid)).vector
+            try:
+                y = proto.on_mask(content, states[pid], pid, secure(ups[pid], shapes or SHAPES),
+                                  np.random.default_rng(1000 + pid)).vector
+            except proto.SecAggClientError:      # a client's refusal (too few peers) is a dropout of this stage
+                continue
             srv.add_masked(pid, y)
     srv.check_survivors()
     for pid in sorted(srv.u2):
@@ -79,6 +83,8 @@ def run(ups: dict[int, ClientUpdate], p: RoundParams, drop: dict[str, set[int]] 
                 srv.on_unmask(pid, proto.on_unmask(srv.unmask_content(pid), states[pid], pid))
             except proto.SecAggClientError:      # a client's refusal is a dropout of this stage
                 continue
+    if before_finish is not None:
+        before_finish(srv)
     total, dither_sum = srv.finish(dither)
     return (srv, total, dither_sum) if dither else (srv, total)
 

@@ -86,6 +86,12 @@ def test_secure_stages_end_the_pipeline_noise_before_quantize_before_mask():
     secrets = ConfigRecord({"nonce": b"n" * 16, "b": b"b" * 32, "s_sk": keys.new_private()})
     names = _stage_names(cfg, 0, MaskContext(0, record, secrets))
     assert names == ["WeightRows", "ClipUpdate", "Flatten", "RangeClip", "NoiseShare", "Quantize", "Mask"]
+    # without DP the round's metric sums are written under the masks, after the range clip counted its clips
+    plain = compose.load(None, {"secagg.enabled": True})
+    record = ConfigRecord({**dict(record), "noise_std": 0.0, "dither": False,
+                           "tally": ["loss_sum", "examples", "secagg_clipped"], "extra": 12})
+    names = _stage_names(plain, 0, MaskContext(0, record, secrets))
+    assert names == ["WeightRows", "Flatten", "RangeClip", "Tally", "Quantize", "Mask"]
 
 
 def test_dry_run_prints_the_pipeline_and_runs_nothing(tmp_path, capsys):

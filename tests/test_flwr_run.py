@@ -165,3 +165,33 @@ def test_flwr_run_local_simulation(tmp_path, flwr_env):
     left = _wait_gone(entry, 20)
     assert not left, f"still running after SIGTERM to the SuperLink: {left}"
     print(f"flwr run took {elapsed:.1f}s")
+
+
+@pytest.mark.slow
+def test_flwr_run_the_default_scenario_on_flowers_default_federation(tmp_path, flwr_env):
+    """`flwr run .` as a Flower user starts it: the built-in default scenario (10 clients, SecAgg+, the
+    built-in corpus) on Flower's default federation of 2 simulated SuperNodes, which host the 10
+    clients as a pool (fedembed/federation/supernodes.py). One round via the run config. About 2 min."""
+    out = (tmp_path / "default").resolve()
+    entry = f"FLWR_HOME={flwr_env['FLWR_HOME']}"
+    cmd = [str(FLWR), "run", ".", "--stream", "--run-config", f"out={json.dumps(str(out))} rounds=1"]
+    proc = subprocess.run(cmd, cwd=REPO, env=flwr_env, capture_output=True, text=True, timeout=900)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log
+    assert "(2 simulated SuperNodes)" in log, log
+    assert "10 clients on a pool of 2 SuperNodes" in log, log
+    assert f"run directory {out} complete" in log, log
+    rounds = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert [r["round"] for r in rounds] == [1] and rounds[0]["clients_ok"] == 10, rounds
+    assert "event" not in rounds[0] and rounds[0]["secagg"]["survivors"] == 10, rounds
+    assert rounds[0]["train_loss"] > 0 and rounds[0]["examples"] > 0, rounds   # the sums from under the masks
+    assert (out / "report.json").is_file()
+
+    ls = subprocess.run([str(FLWR), "ls", "--format", "json"], cwd=tmp_path, env=flwr_env,
+                        capture_output=True, text=True, timeout=60)
+    runs = json.loads(ls.stdout)["runs"]
+    assert len(runs) == 1 and runs[0]["status"].startswith("finished:completed"), runs
+    superlinks = [p for p, c in _processes_with_env(entry).items() if "flower-superlink" in c]
+    _kill(superlinks, signal.SIGTERM)
+    left = _wait_gone(entry, 20)
+    assert not left, f"still running after SIGTERM to the SuperLink: {left}"

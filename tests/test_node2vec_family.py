@@ -4,7 +4,6 @@ pipeline (plain and SecAgg+), and the report, `fedembed evaluate` and `fedembed 
 node classification and link prediction next to node2vec trained centrally."""
 from __future__ import annotations
 
-import json
 
 import networkx as nx
 import numpy as np

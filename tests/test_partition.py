@@ -13,7 +13,8 @@ from fedembed import compose
 from fedembed.data import shards as shards_mod
 from fedembed.data.corpus import Document, read_corpus
 from fedembed.data.partition import PARTITIONERS, make
-from fedembed.data.prepare import prepare, write_shards
+from fedembed.data.prepare import prepare
+from fedembed.data.text_shards import write_shards
 from fedembed.data.shards import Manifest, ShardWriter, load_shard, shard_paths
 from fedembed.errors import ConfigError, CorpusError
 from fedembed.vocab import Vocabulary

@@ -162,19 +162,22 @@ def test_the_server_refuses_a_vector_of_the_wrong_ring_or_size():
 
 
 def test_distributed_noise_shares_sum_to_the_calibrated_noise_over_the_survivors():
-    """m clients each add N(0, σ²/m) before dithered quantization; one drops after calibration:
-    the unmasked, de-dithered sum of zero updates is N(0, σ²·m'/m) per coordinate (plus the
-    tiny uniform rounding error), centred — the noise the ledger is charged for."""
+    """m = 5 clients each add N(0, σ²/(f − 1)) before dithered quantization, calibrated for a
+    survivor floor f = 4; one drops after calibration: the unmasked, de-dithered sum of zero
+    updates is N(0, σ²·m'/(f − 1)) per coordinate (plus the tiny uniform rounding error), centred;
+    the ledger is charged the sum without the target's share, σ²·(m' − 1)/(f − 1) = σ² here."""
     from fedembed.privacy.distributed import effective_multiplier, share_std
 
-    m, sigma = 5, 0.2
+    m, floor, sigma = 5, 4, 0.2
     shapes = {"t": (20_000, 5)}
     ups = {pid: ClientUpdate({"t": np.zeros(shapes["t"], np.float32)}, {"t": np.zeros(shapes["t"][0], np.float32)})
            for pid in range(m)}
     p = S.params(m, ring=32, bits=20)
-    srv, total, dither_sum = S.run(ups, p, {"mask": {4}}, noise_std=share_std(sigma, m), dither=True, shapes=shapes)
+    srv, total, dither_sum = S.run(ups, p, {"mask": {4}}, noise_std=share_std(sigma, floor), dither=True,
+                                   shapes=shapes)
     tables, _ = srv.quantizer.decode(total, dither_sum)
     got = tables["t"].ravel()
-    want = sigma * effective_multiplier(1.0, len(srv.u2), m)          # σ·√(4/5)
+    want = sigma * np.sqrt(len(srv.u2) / (floor - 1))                  # σ·√(4/3): every survivor's share
     assert len(srv.u2) == 4
     assert abs(got.std() / want - 1) < 0.02 and abs(got.mean()) < 4 * want / np.sqrt(got.size)
+    assert effective_multiplier(1.0, len(srv.u2), floor) == 1.0       # without the target: exactly z

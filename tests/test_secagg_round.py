@@ -45,7 +45,7 @@ def test_secure_run_gives_the_plain_runs_tables_up_to_quantization(tmp_path, wri
     # the channel keys once; round 1 shares on its own, round 2's shares ride round 1's unmask
     assert grid.calls[msg.KEYS] == 3 and grid.calls[msg.SHARE] == 3
     assert grid.calls[msg.MASK] == grid.calls[msg.UNMASK] == 6
-    # what the server received from clients in the mask stage: a masked vector and plain metrics only
+    # what the server received from clients in the mask stage: a masked vector only (tests/test_secagg_disclosure.py)
     for mtype, content in grid.seen:
         if mtype == msg.MASK:
             assert set(content.array_records) == {msg.MASKED}
@@ -206,9 +206,9 @@ def test_adaptive_clipping_sums_the_clip_bits_under_the_masks(tmp_path, write_sc
                    federation={"rounds": 2, "row_weight": "presence"})
     p1, p2 = (r["privacy"]["units"]["user"]["params"] for r in rows)
     assert p1["clip"] == 1.0 and p2["clip"] == p1["next_clip"] != 1.0   # C moved, from the noisy bit sum
-    for mtype, content in grid.seen:                                    # no clip bit in the clear
+    for mtype, content in grid.seen:                                    # no clip bit (no metric) in the clear
         if mtype == msg.MASK:
-            assert CLIP_BIT not in content.metric_records["metrics"]
+            assert not content.metric_records and CLIP_BIT not in str(dict(content.config_records))
 
 
 @pytest.mark.parametrize("over, ring, bits", [

@@ -149,3 +149,17 @@ def test_serving_a_sentence_run_embeds_text_and_searches_its_corpus(tmp_path, wr
         with pytest.raises(grpc.RpcError) as err:
             stub.EmbedText(pb.EmbedTextRequest(texts=["w1", " "]))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "text 1" in err.value.details()
+
+
+
+def test_sentence_user_level_dp_on_a_trusted_server_has_no_row_plan(tmp_path, write_scenario, tiny_model, pairs_file):
+    """A trusted server (no SecAgg+) with user-level DP: the plan and the measured signal-to-noise are
+    per row by public count, which an adapter has not; the run goes on without them and is charged."""
+    cfg = scenario(write_scenario, tiny_model, pairs_file, federation={"rounds": 1, "row_weight": "presence"},
+                   secagg={"enabled": False}, privacy={"user_level": True, "noise_multiplier": 0.3, "delta": 1e-3})
+    report = federate(InProcessGrid(3), cfg, tmp_path / "run", progress=False)
+    assert 0 < report["privacy"]["epsilon"] < float("inf")
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r for r in rows if "privacy" in r] and all("snr" not in r["privacy"] for r in rows if "privacy" in r)
+    cfg.save(tmp_path / "s.toml")
+    assert main(["plan", "--config", str(tmp_path / "s.toml"), "--out", str(tmp_path / "plan")]) == 2

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from fedembed import config
-from fedembed.data.prepare import build_vocab
+from fedembed.data.text_shards import build_vocab
 from fedembed.serving import EmbeddingServer, load_model
 from fedembed.serving.testing import write_run_dir
 

@@ -188,30 +188,58 @@ def _read_builtin(_: str | os.PathLike[str] = BUILTIN) -> Iterator[Document]:
     return iter(_builtin_documents())
 
 
+def uses_builtin(cfg) -> bool:
+    """Whether a scenario reads the built-in corpus (its data or its public vocabulary)."""
+    return BUILTIN in (cfg.data.corpus, cfg.data.format, cfg.vocab.source)
+
+
 def preload_builtin() -> None:
     """Parse the built-in corpus now; this process' later reads of it come from memory.
 
-    For a caller about to install signal handlers that forked workers would inherit
-    (WikiCorpus forks its parser's workers): parsed first, they are forked without them."""
+    The entry points call it before Flower or Ray start anything (fedembed simulate, the
+    ServerApp of `flwr run`), so the seconds of parsing are spent up front, once."""
     _builtin_documents()
 
 
 @functools.lru_cache(maxsize=1)
 def _builtin_documents() -> tuple[Document, ...]:
-    with default_signal_handlers():  # WikiCorpus forks workers and ends them with SIGTERM
+    with default_signal_handlers():  # belt and braces: nothing below forks any more
         return tuple(_parse_builtin())
 
 
-def _parse_builtin() -> Iterator[Document]:
-    from gensim.corpora import WikiCorpus
+WIKI_MIN_TOKENS = 10   # WikiCorpus' article_min_tokens as the built-in corpus was first parsed with
 
+
+def _parse_builtin() -> Iterator[Document]:
     paths = builtin_paths()
     for lineno, line in _lines(paths["lee"]):
         tokens = tokenize(line)
         if tokens:
             yield Document(f"lee/{lineno}", f"{paths['lee']}:{lineno}", tokens)
-    wiki = WikiCorpus(str(paths["wiki"]), dictionary={}, metadata=True, processes=1,
-                      tokenizer_func=wiki_tokenizer, article_min_tokens=10)
-    for tokens, (pageid, title) in wiki.get_texts():
-        if tokens:
-            yield Document(f"wiki/{title}", f"{paths['wiki']}#page={pageid}", list(tokens))
+    for tokens, pageid, title in _wiki_articles(paths["wiki"]):
+        yield Document(f"wiki/{title}", f"{paths['wiki']}#page={pageid}", tokens)
+
+
+def _wiki_articles(path: Path) -> Iterator[tuple[list[str], str, str]]:
+    """What `WikiCorpus(path, metadata=True, tokenizer_func=wiki_tokenizer, article_min_tokens=10).get_texts()`
+    yields, article for article, but parsed in this process.
+
+    WikiCorpus parses in a multiprocessing Pool (and prepares chunks in another forked process)
+    even with processes=1, and ends its workers with SIGTERM. A worker forked from a process that
+    already runs Ray, or Flower's SuperExec task code, inherits their SIGTERM handlers: under
+    `flwr run` the ServerApp runs in a thread of the simulation process, so the handlers cannot be
+    reset around the fork, and a worker's SIGTERM ran Ray's and Flower's exit paths and ended the
+    run as "failed" with nothing in `flwr log`. Nothing here forks."""
+    import bz2
+
+    from gensim.corpora.wikicorpus import IGNORED_NAMESPACES, TOKEN_MAX_LEN, TOKEN_MIN_LEN, extract_pages, \
+        process_article
+
+    with bz2.BZ2File(path) as f:
+        for title, text, pageid in extract_pages(f, ("0",)):
+            tokens, title, pageid = process_article((text, title, pageid), wiki_tokenizer, TOKEN_MIN_LEN,
+                                                    TOKEN_MAX_LEN, True)
+            if len(tokens) < WIKI_MIN_TOKENS or any(title.startswith(ns + ":") for ns in IGNORED_NAMESPACES):
+                continue
+            if tokens:
+                yield list(tokens), pageid, title

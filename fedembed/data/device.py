@@ -129,7 +129,7 @@ def local_shard(corpus: Path, cfg, counts: np.ndarray, fingerprint: str = "") ->
 def _public_vocab(cfg, source: str, counts: np.ndarray, fingerprint: str = ""):
     """Build the public vocabulary here and refuse it unless it is the server's: row by row
     (counts), then words and counts together (the server's fingerprint)."""
-    from fedembed.data.prepare import build_vocab
+    from fedembed.data.text_shards import build_vocab
 
     with default_signal_handlers():
         vocab = build_vocab(replace(cfg, vocab=replace(cfg.vocab, source=source)))

@@ -25,7 +25,7 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from fedembed.errors import CorpusError
+from fedembed.errors import CorpusError, one_line  # noqa: F401  (re-exported)
 
 MAX_LINE_BYTES = 4 * 1024 * 1024  # 4 MiB: a long book on one line, far less than a runaway file
 
@@ -78,9 +78,3 @@ def text_lines(fh: BinaryIO, name: object, limit: int = MAX_LINE_BYTES) -> Itera
         for piece in line.split("\r") if "\r" in line else (line,):
             lineno += 1
             yield lineno, piece
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (the CLI prints one line per error)."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__

@@ -10,7 +10,7 @@ import numpy as np
 from fedembed.eval.neighbours import neighbour_overlap
 from fedembed.eval.wordsim import evaluate as wordsim, require_finite
 from fedembed.export import export, keyed_vectors
-from fedembed.models import FamilyReport, RunView
+from fedembed.run_view import FamilyReport, RunView
 
 HEADLINE = (("wordsim353", "spearman"), ("simlex999", "spearman"), ("analogy", "accuracy"))
 

@@ -2,8 +2,8 @@
 
 Both transports hand replies here. A plain reply is size-checked, parsed, checked by the
 privacy session (an unclipped update under user-level DP is refused) and folded into the
-rule's collector; a secure (masked) reply's vector goes into the SecAgg+ sum instead, and
-only its metrics come here. Either way `accept` does the rest once: the privacy session
+rule's collector; a secure (masked) reply's vector goes into the SecAgg+ sum instead, and it
+comes here with no metrics (their sums come from the vector: `summed`). Either way `accept` does the rest once: the privacy session
 observes the reply's privacy metrics, the server keeps the client's record-level accountant
 state, the training loss is averaged, and the run's observers (fedembed/observe.py) see what
 the server received.
@@ -32,6 +32,7 @@ class ReplySink:
         self.rejected: list[str] = []
         self.bytes_up = 0
         self.loss_sum = self.examples = 0.0
+        self.loss_known = True
         self.limit = cfg.federation.max_update_mb * 2**20
         # Plain sums take a sparse reply's rows in place; a check of the dense tables needs them expanded.
         self.in_place = collector.adds_rows and not privacy.checks_replies
@@ -112,6 +113,16 @@ class ReplySink:
         if seen is not None and self.observers and p >= 0:
             self.observers.reply(self.rnd, p, seen)
 
+    def summed(self, loss_sum: float | None, examples: float) -> None:
+        """A secure round's loss and examples, learnt as sums over its survivors only
+        (fedembed/secagg/tally.py): no reply carries them. `loss_sum` None: the round did not sum
+        the loss (user- or record-level DP keep it home, an aborted round has none)."""
+        self.loss_known = loss_sum is not None
+        self.loss_sum, self.examples = loss_sum or 0.0, examples
+
     @property
-    def train_loss(self) -> float:
+    def train_loss(self) -> float | None:
+        """Σ loss·examples / Σ examples; None when the round could not learn it."""
+        if not self.loss_known:
+            return None
         return self.loss_sum / max(self.examples, 1.0)

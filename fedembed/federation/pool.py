@@ -10,8 +10,9 @@ client's update kept apart, so the server checks, aggregates and accounts every 
 exactly as with one node per client.
 
 Hosting is fixed (p % N), so a node's `context.state` keeps each of its clients' record-level
-accountants from round to round, under a per-partition key. Secure aggregation needs a node
-per client (its keys, shares and masks are per client): the two do not combine.
+accountants from round to round, under a per-partition key. Secure aggregation runs on a pool
+too: each hosted client's keys, shares and masks are kept apart the same way, one message per
+node and exchange (fedembed/federation/pool_batch.py).
 
 Wire format (train): the usual train content plus a ConfigRecord "pool" listing the
 partitions, and each partition's record-level state (when the server holds one) as

@@ -12,9 +12,6 @@ def check(cfg) -> None:
     if nodes > cfg.partition.num_clients:
         raise ConfigError(f"simulation.nodes ({nodes}) exceeds partition.num_clients "
                           f"({cfg.partition.num_clients}): a node hosts one or more clients")
-    if nodes and cfg.secagg.enabled:
-        raise ConfigError("simulation.nodes > 0 needs secagg.enabled = false: SecAgg+ keys, shares and "
-                          "masks are per client, so it runs one Flower node per client (simulation.nodes = 0)")
 
 
 def num_nodes(cfg) -> int:

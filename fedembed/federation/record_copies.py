@@ -1,9 +1,11 @@
 """The server's copy of each client's record-level accountant state, by partition id.
 
 A client's Opacus accountant lives in its node's `context.state`, which does not outlive its
-process. The server therefore keeps the last state each client reported (every reply carries
-it), saves it in the checkpoint's `extra`, and sends it back in the train message, so that
-after `--resume` the clients' ε continues instead of restarting at zero.
+process. The server therefore keeps the last state each client reported (every plain reply
+carries it), saves it in the checkpoint's `extra`, and sends it back in the train message, so
+that after `--resume` the clients' ε continues instead of restarting at zero. Under SecAgg+ no
+reply carries it (its parameters reveal the client's sample count): the state stays on the
+node, and such a run is not resumed (fedembed/run.py).
 """
 from __future__ import annotations
 

@@ -24,6 +24,11 @@ the reason, and the next round goes on; the round is still charged to the privac
 Under distributed DP the survivors must number at least the floor the clients' noise shares
 were calibrated for (fedembed/secagg/params.py `survivor_floor`), and the ledger is charged
 before the unmask exchange, which is what releases the sum.
+
+A masked reply is the vector alone: the round's loss, examples and range-clip count come from
+sums inside it (fedembed/secagg/tally.py; none under user-level DP). With a pool of nodes
+(`simulation.nodes`, and `flwr run` on fewer SuperNodes than clients) each exchange sends a
+node one message for all of its clients (fedembed/federation/pool_batch.py).
 """
 from __future__ import annotations
 
@@ -34,25 +39,29 @@ from typing import Any
 from flwr.app import Message, RecordDict
 
 from fedembed.errors import FedembedError
-from fedembed.federation import stream, wire
+from fedembed.federation import pool, pool_batch, stream, wire
 from fedembed.federation.accept import ReplySink
 from fedembed.federation.transport import Collected, RoundPlan
 from fedembed.observe import Observation
+from fedembed.privacy import record_state
 from fedembed.privacy.distributed import share_std
 from fedembed.privacy.user_dp import CLIP_BIT
 from fedembed.secagg import messages as msg
 from fedembed.secagg.params import STAGES, RoundParams, for_round, survivor_floor
 from fedembed.secagg.quantize import Layout
 from fedembed.secagg.server import KeyBook, SecAggAbort, ServerRound
+from fedembed.secagg.tally import CLIPPED, EXAMPLES, LOSS_SUM, Tally, names_for
 
 log = logging.getLogger(__name__)
 
 
 class _Exchange:
-    """Send one stage's messages, collect the answers; failures are dropouts of that stage."""
+    """Send one stage's messages, collect the answers; failures are dropouts of that stage.
+    `pooled`: the clients live on a pool of nodes, each sent one message an exchange for all
+    of its clients (fedembed/federation/pool_batch.py)."""
 
-    def __init__(self, grid, nodes: dict[int, int], rnd: int, timeout: float | None) -> None:
-        self.grid, self.nodes, self.rnd, self.timeout = grid, nodes, rnd, timeout
+    def __init__(self, grid, nodes: dict[int, int], rnd: int, timeout: float | None, pooled: bool = False) -> None:
+        self.grid, self.nodes, self.rnd, self.timeout, self.pooled = grid, nodes, rnd, timeout, pooled
         self.partition_of = {n: p for p, n in nodes.items()}
         self.bytes_up = self.bytes_down = 0
         self.failures: dict[str, dict[int, str]] = {s: {} for s in STAGES}   # stage → partition → reason
@@ -60,6 +69,8 @@ class _Exchange:
 
     def send(self, contents: dict[int, tuple[str, str, RecordDict]]) -> tuple[dict[int, RecordDict], dict[int, str]]:
         """partition → (message type, group, content) out; (answers, why the others failed) back."""
+        if self.pooled:
+            return self._send_pooled(contents)
         msgs = [Message(content=c, dst_node_id=self.nodes[p], message_type=mtype, group_id=group)
                 for p, (mtype, group, c) in contents.items()]
         self.bytes_down += sum(_size(c) for _, _, c in contents.values())
@@ -74,6 +85,38 @@ class _Exchange:
                 continue
             self.bytes_up += _size(reply.content)
             out[pid] = reply.content
+        for p in set(contents) - set(out) - set(failed):
+            failed[p] = "no answer in time"
+        return out, failed
+
+    def _send_pooled(self, contents: dict[int, tuple[str, str, RecordDict]]
+                     ) -> tuple[dict[int, RecordDict], dict[int, str]]:
+        """`send` to pool nodes: one batch per node, its reply split back into its clients'."""
+        hosted: dict[int, dict[int, tuple[str, RecordDict]]] = {}
+        groups: dict[int, str] = {}
+        for p, (mtype, group, c) in contents.items():
+            hosted.setdefault(self.nodes[p], {})[p] = (mtype, c)
+            groups.setdefault(self.nodes[p], group)
+        msgs = []
+        for node, items in hosted.items():
+            batch = pool_batch.batch_content(items)
+            self.bytes_down += _size(batch)
+            msgs.append(Message(content=batch, dst_node_id=node, message_type=pool_batch.BATCH, group_id=groups[node]))
+        out: dict[int, RecordDict] = {}
+        failed: dict[int, str] = {}
+        for reply in stream.send_and_receive(self.grid, msgs, 0, self.timeout) if msgs else []:
+            asked = list(hosted.get(reply.metadata.src_node_id, {}))
+            if reply.has_error():
+                failed.update({p: str(reply.error.reason) for p in asked})
+                continue
+            self.bytes_up += _size(reply.content)
+            try:
+                replies, errors = pool.split_reply(reply.content, asked)
+            except FedembedError as exc:
+                failed.update({p: f"malformed reply of its pool node: {exc}" for p in asked})
+                continue
+            out.update(replies)
+            failed.update(errors)
         for p in set(contents) - set(out) - set(failed):
             failed[p] = "no answer in time"
         return out, failed
@@ -135,7 +178,8 @@ class SecureTransport:
         drops = {st: getattr(s, f"drop_{st}") for st in STAGES}
         book = self.book
         ahead, refused, self.ahead, self.refused = self.ahead, self.refused, None, {}
-        ex = _Exchange(grid, plan.nodes, rnd, cfg.federation.round_timeout or None)
+        ex = _Exchange(grid, plan.nodes, rnd, cfg.federation.round_timeout or None, bool(cfg.simulation.nodes))
+        privacy.observe(record_state.secure_bound(cfg))   # record-level ε: no client's travels; the bound that holds
         survivors: set[int] = set()
         srv = None
         try:
@@ -148,14 +192,15 @@ class SecureTransport:
                                   f"secagg.min_clients = {s.min_clients}")
             params = _params(cfg, len(pids), privacy)
             adaptive = privacy.user is not None and privacy.user.params.adaptive   # clip bit summed securely
-            layout = Layout(plan.shapes, 1 if adaptive else 0)
+            tally = Tally(names_for(privacy.user is not None, cfg.privacy.record.enabled), params.bits)
+            layout = Layout(plan.shapes, (1 if adaptive else 0) + tally.size)   # the metric sums go last
             if ahead is not None and ahead.rnd == rnd and ahead.pids == sorted(pids):
                 srv = ahead
                 srv.retune(params)
                 ex.failures["share"].update(refused)
                 ask = [p for p in pids if p not in srv.u1 and p not in refused]
             else:
-                srv = ServerRound(pids, book, params, rnd, layout, cfg.seed, drops)
+                srv = ServerRound(pids, book, params, rnd, layout, cfg.seed, drops, tally)
                 ask = pids
             if ask:
                 for p, c in ex("share", msg.SHARE, {p: srv.share_content(p) for p in ask}).items():
@@ -175,18 +220,16 @@ class SecureTransport:
             for p, c in ex("mask", msg.MASK, contents).items():
                 if not ex.accept("mask", p, lambda p_, c_: srv.add_masked(p_, msg.masked_of(c_)), c):
                     continue
-                m = {k: float(v) for k, v in c.metric_records[wire.METRICS].items()} \
-                    if wire.METRICS in c.metric_records else {}
                 seen = None
                 if sink.observers:
                     tables, weights = srv.quantizer.layout.split(msg.masked_of(c))
                     seen = Observation(tables, weights, srv.p.ring)
-                sink.accept(p, c, m, seen)
+                sink.accept(p, c, {}, seen)      # a masked reply carries no metrics: they are in the sum
             del contents
             srv.check_survivors(floor)
             privacy.charge((len(srv.u2), floor))   # the ledger first: the unmask exchange releases the sum
-            nxt = _next_round(cfg, book, plan.upcoming[0] if plan.upcoming else None, rnd, layout, privacy, drops) \
-                if s.share_ahead else None
+            nxt = _next_round(cfg, book, plan.upcoming[0] if plan.upcoming else None, rnd, layout, privacy, drops,
+                              tally) if s.share_ahead else None
             keys_for = _keys_ahead(book, plan.upcoming, rnd) if s.share_ahead else {}
             self.ahead, self.refused = nxt, _unmask(ex, srv, nxt, book,
                                                     {p: _keys_query(cfg, r) for p, r in keys_for.items()})
@@ -196,23 +239,30 @@ class SecureTransport:
             survivors = set(srv.u2)
         except SecAggAbort as exc:
             log.warning("round %d: secure aggregation aborted, global state unchanged: %s", rnd, exc)
+            sink.summed(None, 0.0)
             return Collected(None, None, 0, {**_stats(ex, srv, survivors), "clients_ok": 0}, aborted=str(exc))
         sums, weights, extra = srv.quantizer.decode_all(total, dither_sum)
         if adaptive:
             privacy.observe({CLIP_BIT: float(extra[0])})     # the noisy sum of the survivors' clip bits
-        return Collected(sums, weights, len(survivors), {**_stats(ex, srv, survivors), "clients_ok": len(survivors)},
+        totals = tally.decode(extra[layout.extra - tally.size:])   # the metrics, learnt as sums only
+        sink.summed(totals.get(LOSS_SUM), totals.get(EXAMPLES, 0.0))
+        stats = _stats(ex, srv, survivors)
+        if CLIPPED in totals:
+            stats["secagg"]["clipped"] = int(totals[CLIPPED])
+        return Collected(sums, weights, len(survivors), {**stats, "clients_ok": len(survivors)},
                          noise_in_sums=(len(survivors), floor))
 
 
 def _next_round(cfg, book: KeyBook, upcoming: list[int] | None, rnd: int, layout: Layout, privacy,
-                drops: dict[str, float]) -> ServerRound | None:
+                drops: dict[str, float], tally: Tally) -> ServerRound | None:
     """Round rnd + 1, set up now so that this round's unmask exchange can ask for its shares;
     None when it cannot be yet (a client without a channel key, too few clients): that round
     then shares on its own."""
     if not upcoming or len(upcoming) < cfg.secagg.min_clients or any(p not in book.channel for p in upcoming):
         return None
     try:
-        return ServerRound(upcoming, book, _params(cfg, len(upcoming), privacy), rnd + 1, layout, cfg.seed, drops)
+        return ServerRound(upcoming, book, _params(cfg, len(upcoming), privacy), rnd + 1, layout, cfg.seed, drops,
+                           tally)
     except FedembedError:        # the round itself will say why, when it comes
         return None
 

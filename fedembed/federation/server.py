@@ -201,7 +201,7 @@ def run_rounds(grid, cfg: Config, run_dir: Path, prep: Prepared, state: checkpoi
         state.round = rnd
         _save(run_dir, state, parts, applied)
         bar.update(1)
-        bar.set_postfix(loss=f"{record['train_loss']:.4f}")
+        bar.set_postfix(loss="n/a" if record["train_loss"] is None else f"{record['train_loss']:.4f}")
     bar.close()
     return RunOutcome(cfg, run_dir, prep, state.tables, privacy.summary(), applied)
 

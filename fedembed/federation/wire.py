@@ -5,8 +5,9 @@ round's learning-rate range, seed and the resolved scenario. Up: the weighted de
 ("update"), the per-row weights ("weights") and a `MetricRecord` "metrics"; a sparse upload
 (`federation.sparse_upload`, plain path) sends only touched rows of both, their indices in
 "rows". With record-level DP on, a `ConfigRecord` "record_dp" carries the node's accountant
-state up in every reply, and down to a node that lost it (a resumed run) when the server puts
-it in `TrainInstruction`.
+state up in every plain reply, and down to a node that lost it (a resumed run) when the server
+puts it in `TrainInstruction`. A secure (SecAgg+) reply is the masked vector alone
+(fedembed/federation/secure_client.py): no metrics, no accountant state.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ what it needs on its class (`Family` below) and everything else comes from that:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -28,42 +28,11 @@ from fedembed.registry import Registry
 if TYPE_CHECKING:
     from fedembed.config import Config
     from fedembed.privacy.record_dp import PrivateTraining
-    from fedembed.vocab import Vocabulary
+
 
 TEXT, RATINGS, GRAPH, PAIRS = "text", "ratings", "graph", "pairs"   # data kinds (fedembed/data/sources)
 
-
-@dataclass
-class LocalResult:
-    tables: dict[str, np.ndarray]       # the locally trained tables
-    row_counts: dict[str, np.ndarray]   # per table, how often each row was updated [rows of that table]
-    loss: float
-    examples: int
-    words: int                          # units of data read (tokens, interactions, walk steps)
-
-
-@dataclass
-class RunView:
-    """What a family's evaluation, report and export see of a run (never a client's private state)."""
-    cfg: Config
-    run_dir: Path | None
-    rows: Vocabulary                    # the row index: words, items or nodes
-    tables: dict[str, np.ndarray]       # the global tables
-    shard_dir: Path | None = None       # the clients' shards (None: on the devices, or not kept)
-    clients: list[int] = field(default_factory=list)   # the clients that trained (the manifest's active)
-    source: Path | None = None          # what errors name for the tables (e.g. the checkpoint)
-
-
-@dataclass
-class FamilyReport:
-    """The family's part of report.json: `quality`, and per centralized baseline its figures
-    (report["baseline"][name]) with `ratio_to_baseline` (federated ÷ centralized)."""
-    quality: dict[str, Any]
-    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ratios: dict[str, float | None] = field(default_factory=dict)
-    headline: dict[str, float | None] = field(default_factory=dict)   # a few figures for the CLI and summary.csv
-    reference: Any = None               # the main baseline's vectors (gensim KeyedVectors), for the adversary report
-    files: list[Path] = field(default_factory=list)   # what it exported into the run directory
+from fedembed.run_view import FamilyReport, LocalResult, RunView  # noqa: E402  (re-exported)
 
 
 class Family(Protocol):
@@ -89,7 +58,8 @@ class Family(Protocol):
     # `counts`: the row index's public counts; `private`: DP-SGD (only when `record_dp`);
     # `state`: this node's private arrays, read and updated in place, kept on the node.
 
-    def word_vectors(self, tables: dict[str, np.ndarray]) -> np.ndarray: ...  # one vector per row-index row
+    def word_vectors(self, tables: dict[str, np.ndarray], words: list[str] | None = None) -> np.ndarray: ...
+    # one vector per row of the row index; `words`, the rows' names, for a family whose vectors need them
 
     def evaluate(self, run: RunView, quick: bool = False) -> dict[str, Any]: ...  # quick: the slow parts left out
 
@@ -127,6 +97,6 @@ def check(cfg: Config) -> None:
 
 
 from fedembed.models import base  # noqa: E402  (BaseFamily: the defaults)
-from fedembed.models import cbow, node2vec, sentence, sgns  # noqa: E402,F401  (registration)
+from fedembed.models import cbow, fasttext, mf, node2vec, sentence, sgns  # noqa: E402,F401  (registration)
 
 BaseFamily = base.BaseFamily

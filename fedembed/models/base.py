@@ -60,9 +60,9 @@ class BaseFamily:
         if fmt not in WORD2VEC_FORMATS:
             raise ConfigError(f"--format {fmt}: model.family = {run.cfg.model.family!r} exports "
                               f"{', '.join(self.export_formats)}")
-        return export(run.rows.words, self.word_vectors(run.tables), path, fmt)
+        return export(run.rows.words, self.word_vectors(run.tables, run.rows.words), path, fmt)
 
-    def word_vectors(self, tables: dict[str, np.ndarray]) -> np.ndarray:
+    def word_vectors(self, tables: dict[str, np.ndarray], words: list[str] | None = None) -> np.ndarray:
         return tables[self.tables[0]]
 
 

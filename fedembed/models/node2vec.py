@@ -70,7 +70,7 @@ class Node2VecFamily(BaseFamily):
                           np.asarray(counts, dtype=np.int64))
         return LocalResult(out.tables, out.row_counts, out.stats.loss, out.stats.examples, out.stats.words)
 
-    def word_vectors(self, tables: dict[str, np.ndarray]) -> np.ndarray:
+    def word_vectors(self, tables: dict[str, np.ndarray], words: list[str] | None = None) -> np.ndarray:
         return tables["in_vectors"]
 
     def evaluate(self, run: RunView, quick: bool = False) -> dict[str, Any]:
@@ -79,7 +79,6 @@ class Node2VecFamily(BaseFamily):
     def report(self, run: RunView) -> FamilyReport:
         from fedembed.eval.words import headline, ratios
 
-        vectors = self.word_vectors(run.tables)
         files = self.export(run, run.run_dir / "embeddings.txt", "word2vec-text") if run.run_dir else []
         quality = self.evaluate(run)
         out = FamilyReport(quality, files=files, headline={"federated": headline(quality, _figures(quality))})

@@ -124,7 +124,7 @@ class SentenceFamily(BaseFamily):
         ones = {k: np.ones(len(v), dtype=np.float64) for k, v in local.items()}
         return LocalResult(local, ones, stats.loss, stats.pairs, stats.pairs)
 
-    def word_vectors(self, tables: dict[str, np.ndarray]) -> np.ndarray:
+    def word_vectors(self, tables: dict[str, np.ndarray], words: list[str] | None = None) -> np.ndarray:
         """No row-indexed table: the row index is the one base model, whose row is empty."""
         return np.zeros((1, 1), dtype=np.float32)
 
@@ -177,7 +177,6 @@ class SentenceFamily(BaseFamily):
     def central(self, run: RunView) -> dict[str, np.ndarray]:
         """Centralized fine-tuning of the same part on every client's pairs pooled, as many
         epochs as the federation's passes (rounds × local epochs × share of clients)."""
-        from fedembed.data.sources.pairs import PairsShard
         from fedembed.eval.baseline import baseline_epochs
         from fedembed.sentence.contrastive import Features, train_pairs
 

@@ -85,7 +85,7 @@ class Word2VecFamily(BaseFamily):
             row_counts=row_counts, loss=stats.loss, examples=stats.examples, words=stats.words,
         )
 
-    def word_vectors(self, tables: dict[str, np.ndarray]) -> np.ndarray:
+    def word_vectors(self, tables: dict[str, np.ndarray], words: list[str] | None = None) -> np.ndarray:
         return tables["in_vectors"]
 
     def evaluate(self, run: RunView, quick: bool = False) -> dict[str, Any]:

@@ -106,16 +106,17 @@ class Ledger:
         return max(unit.epsilon, unit.accountant.peek(noise_multiplier, sample_rate, unit.delta))
 
     def spend(self, name: str, noise_multiplier: float, sample_rate: float, params: dict[str, Any],
-              view_rates: dict[str, float] | None = None) -> float:
+              views: dict[str, tuple[float, float]] | None = None) -> float:
         """One round of the subsampled Gaussian on a unit this ledger accounts; returns ε so far.
-        `view_rates`: the sampling rate each of the unit's other views may credit this round."""
+        `views`: the (z, q) each of the unit's other views is charged this round (default: the headline's)."""
         unit = self.units[name]
         if unit.accountant is None:
             raise ValueError(f"unit {name!r} is accounted elsewhere; use report()")
         unit.accountant.step(noise_multiplier, sample_rate)
         unit.epsilon = max(unit.epsilon, unit.accountant.epsilon(unit.delta))
         for view, acc in unit.views.items():
-            acc.step(noise_multiplier, (view_rates or {}).get(view, sample_rate))
+            z, q = (views or {}).get(view, (noise_multiplier, sample_rate))
+            acc.step(z, q)
             unit.view_epsilon[view] = max(unit.view_epsilon.get(view, 0.0), acc.epsilon(unit.delta))
         unit.rounds += 1
         self._pending[name] = dict(params)

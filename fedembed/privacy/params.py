@@ -31,11 +31,17 @@ class UserLevel:
     denominator: str = "noisy"       # "noisy" | "public" (fedembed/privacy/public_rows.py)
     min_share: float = 0.05          # the public denominator's floor
     threat_model: str = "trusted-server"   # whom the headline ε is stated against (`threat_model`)
+    noise_scale: float = 1.0         # research mode: the noise added is z·C·noise_scale (m/m' of the deployment)
+    simulated: bool = False          # research mode (privacy.noise_population): ε is the simulated deployment's
+    deployment: dict | None = None   # research mode: the population and cohort the noise is scaled to
 
     @property
     def headline_rate(self) -> float:
         """The sampling rate the headline ε may credit: q against observers of the released tables
-        (a trusted server keeps the sample secret), 1 against a server that picks the cohort."""
+        (a trusted server keeps the sample secret), 1 against a server that picks the cohort; in
+        research mode, the simulated deployment's m'/N'."""
+        if self.deployment is not None:
+            return float(self.deployment["sample_rate"])
         return self.sample_rate if self.threat_model == TRUSTED else 1.0
 
 
@@ -87,7 +93,8 @@ def check(cfg) -> None:
     p, n = cfg.privacy, cfg.partition.num_clients
     if not p.user_level:
         for key, on in (("noise_multiplier", p.noise_multiplier > 0), ("target_epsilon", p.target_epsilon > 0),
-                        ("adaptive_clip", p.adaptive_clip), ("max_epsilon", p.max_epsilon > 0)):
+                        ("adaptive_clip", p.adaptive_clip), ("max_epsilon", p.max_epsilon > 0),
+                        ("noise_population", p.noise_population > 0)):
             if on:
                 raise ConfigError(f"privacy.{key} needs privacy.user_level = true: noise without clipping "
                                   f"bounds nothing (record-level DP has its own [privacy.record] settings)")
@@ -105,6 +112,19 @@ def check(cfg) -> None:
         raise ConfigError(f"privacy.min_share must be in (0, 1], got {p.min_share}")
     if not 0.0 <= p.target_quantile <= 1.0:
         raise ConfigError(f"privacy.target_quantile must be in [0, 1], got {p.target_quantile}")
+    if p.noise_population or p.noise_cohort:
+        m = sample_rate(cfg) * n
+        if not p.noise_population:
+            raise ConfigError("privacy.noise_cohort needs privacy.noise_population (the deployment it belongs to)")
+        if p.noise_population < n:
+            raise ConfigError(f"privacy.noise_population ({p.noise_population}) must be at least partition.num_clients "
+                              f"({n}): it scales the noise to a larger deployment than the one simulated")
+        if p.noise_cohort and not m <= p.noise_cohort <= p.noise_population:
+            raise ConfigError(f"privacy.noise_cohort must be between the simulated cohort ({m:g}) and "
+                              f"privacy.noise_population ({p.noise_population}), got {p.noise_cohort}")
+        if cfg.secagg.enabled or p.mechanism != "fedavg":
+            raise ConfigError("privacy.noise_population (research mode) scales a trusted server's DP-FedAvg noise: "
+                              "set secagg.enabled = false and privacy.mechanism = \"fedavg\"")
     if p.max_epsilon > 0 and p.noise_multiplier == 0 and p.target_epsilon == 0:
         raise ConfigError("privacy.max_epsilon: with noise_multiplier = 0 (clipping only) ε is infinite and "
                           "the budget would stop the run before its first round; set a noise_multiplier")
@@ -125,6 +145,13 @@ def resolve(cfg, noise_multiplier: float | None = None) -> UserLevel | None:
     q, d = sample_rate(cfg), delta(cfg)
     threat = threat_model(cfg)
     q_headline = q if threat == TRUSTED else 1.0      # what target_epsilon is met against
+    scale, deployment = 1.0, None
+    if p.noise_population:   # research mode: z and ε of a deployment of N' users, cohorts of m'
+        n_dep = p.noise_population
+        m_dep = p.noise_cohort or q * n_dep
+        q_headline, scale = m_dep / n_dep, q * cfg.partition.num_clients / m_dep
+        d = p.delta or default_delta(n_dep)
+        deployment = {"population": n_dep, "cohort": m_dep, "sample_rate": q_headline}
     if noise_multiplier is not None:
         z = float(noise_multiplier)
     elif p.target_epsilon > 0:
@@ -147,4 +174,5 @@ def resolve(cfg, noise_multiplier: float | None = None) -> UserLevel | None:
                      bit_stddev=float(bit_sd), weight_scale=p.weight_scale, min_weight=p.min_weight,
                      adaptive=p.adaptive_clip, target_quantile=p.target_quantile, clip_lr=p.clip_lr,
                      accountant=p.accountant, budget=p.max_epsilon or p.target_epsilon,
-                     denominator=p.denominator, min_share=p.min_share, threat_model=threat)
+                     denominator=p.denominator, min_share=p.min_share, threat_model=threat,
+                     noise_scale=scale, simulated=bool(p.noise_population), deployment=deployment)

@@ -68,3 +68,20 @@ def metrics(acc: IAccountant, params: DPSGDParams) -> dict[str, float]:
             "dp_record_noise_multiplier": params.noise_multiplier, "dp_record_sample_rate": params.sample_rate,
             "dp_record_clip": params.clip, "dp_record_steps": float(sum(s for _, _, s in acc.history))}
 
+
+
+def secure_bound(cfg) -> dict[str, float]:
+    """The record-level ε the server may state in a SecAgg+ run, as reply metrics for its ledger.
+
+    No client's accountant state or ε travels there (fedembed/federation/secure_client.py): q =
+    expected_batch / n and the steps per round are functions of the client's sample count n, which
+    the server may learn only as part of a sum. What holds for every client without its data is the
+    target each client's own accountant keeps its ε below (`privacy.record.target_epsilon`; a client
+    that cannot refuses to train). With an explicit noise multiplier ε depends on n: nothing is
+    stated, and each node's accountant is the only record of it."""
+    r = cfg.privacy.record
+    if not r.enabled or not r.target_epsilon > 0:
+        return {}
+    from fedembed.privacy.ledger import RECORD_DELTA, RECORD_EPSILON
+
+    return {RECORD_EPSILON: float(r.target_epsilon), RECORD_DELTA: float(r.delta)}

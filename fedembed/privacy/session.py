@@ -32,18 +32,23 @@ from fedembed.privacy import distributed
 from fedembed.privacy.accountant import Accountant
 from fedembed.privacy.ledger import RECORD, RECORD_DELTA, RECORD_EPSILON, USER, Ledger
 from fedembed.privacy.params import UNTRUSTED
+from fedembed.privacy.plan import measured_snr
 from fedembed.privacy.user_dp import CLIP_BIT, CentralGaussian
 
 log = logging.getLogger(__name__)
 LEDGER_KEY, MECHANISM_KEY = "privacy", "user_dp"
 RELEASED = "released-tables"   # the view of whoever sees only the released tables (amplified by q)
+SIMULATED = "simulated-users"  # research mode: what the users actually simulated get (privacy.noise_population)
 
 
 class PrivacySession:
     def __init__(self, cfg, extra: dict[str, Any], rng: np.random.Generator | None = None,
-                 public_counts: np.ndarray | None = None, shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+                 public_counts: np.ndarray | None = None, shapes: dict[str, tuple[int, ...]] | None = None,
+                 row_tables: tuple[str, ...] | None = None) -> None:
         """`public_counts`: the public vocabulary's counts, which `privacy.denominator = "public"` needs;
-        `shapes`: the global tables' shapes (DP-FTRL's tree holds noise of those shapes)."""
+        `shapes`: the global tables' shapes (DP-FTRL's tree holds noise of those shapes); `row_tables`:
+        the tables indexed by the row index, whose signal-to-noise by public count the ledger records
+        (None: every table as long as the counts; () for a family with none, such as an adapter)."""
         self.ledger = Ledger.from_dict(extra.get(LEDGER_KEY))
         if cfg.privacy.user_level and cfg.privacy.mechanism == "ftrl_tree":
             from fedembed.privacy.ftrl import TreeGaussian
@@ -53,6 +58,9 @@ class PrivacySession:
             self.user = CentralGaussian.start(cfg, extra.get(MECHANISM_KEY), rng, public_counts)
         self.distributed = bool(cfg.secagg.enabled)  # clients add the noise in shares (privacy/distributed.py)
         self.on_charge: Callable[[int], None] | None = None   # the loop's write-ahead of the ledger
+        self.counts = public_counts if row_tables is None or row_tables else None
+        self.row_tables = row_tables
+        self.snr: dict[str, float] | None = None   # the last release's signal-to-noise by frequency band
         self._round = 0
         self._charged = False
         self._spend: float | None = None             # z charged this round when it differs from z
@@ -60,6 +68,8 @@ class PrivacySession:
             p = self.user.params
             mechanism = distributed.MECHANISM if self.distributed else self.user.mechanism
             views = {RELEASED: Accountant(p.accountant)} if p.threat_model == UNTRUSTED else {}
+            if p.simulated:     # research mode: the headline is the deployment's; the simulated users' own too
+                views[SIMULATED] = Accountant(p.accountant)
             self.ledger.open(USER, mechanism, p.delta, Accountant(p.accountant), p.threat_model, views)
             if p.noise_multiplier == 0:
                 log.warning("privacy.user_level with noise_multiplier = 0: updates are clipped but not "
@@ -133,7 +143,8 @@ class PrivacySession:
             z, q = self._next_charge()
             if noise_in_sums is not None:
                 self._spend = z = distributed.effective_multiplier(p.noise_multiplier, *noise_in_sums)
-            self.ledger.spend(USER, z, q, {}, view_rates={RELEASED: p.sample_rate})
+            self.ledger.spend(USER, z, q, {}, views={RELEASED: (z, p.sample_rate),
+                                                      SIMULATED: (z * p.noise_scale, p.sample_rate)})
         if self._record is not None:
             self.ledger.report(RECORD, self._record[0], self._record[1])
         if self.on_charge is not None:
@@ -148,6 +159,8 @@ class PrivacySession:
         if self.user is None:
             return divide_rows(sums, weights)
         if noise_in_sums is None:
+            if self.counts is not None:         # the trusted server holds the noiseless sum
+                self.snr = measured_snr(sums, self.user.noise_std, self.counts, self.row_tables)
             deltas = self.user.noisy_mean(sums, weights)
             self.user.adapt(self._bits)
             return deltas
@@ -164,7 +177,10 @@ class PrivacySession:
             self.ledger.annotate(USER, {**self.user.round_params(), **extra})
         self._spend, self._charged = None, False
         self._bits, self._record = 0.0, None
-        return self.ledger.close_round(rnd)
+        entry = self.ledger.close_round(rnd)
+        if entry is not None and self.snr:
+            entry["snr"], self.snr = self.snr, None
+        return entry
 
     def save(self, extra: dict[str, Any]) -> None:
         extra[LEDGER_KEY] = self.ledger.to_dict()
@@ -172,4 +188,13 @@ class PrivacySession:
             extra[MECHANISM_KEY] = self.user.state()
 
     def summary(self) -> dict[str, Any]:
-        return self.ledger.summary()
+        """report.json's `privacy`; a research-mode run says so: its ε is the simulated deployment's."""
+        out = self.ledger.summary()
+        p = self.user.params if self.user is not None else None
+        out["simulated"] = bool(p is not None and p.simulated)
+        if out["simulated"]:
+            out["deployment"] = dict(p.deployment, noise_scale=p.noise_scale,
+                                     note="research mode (privacy.noise_population): the noise is scaled to what "
+                                          "this deployment would add; its ε is not a guarantee for the users "
+                                          "simulated (theirs: epsilon_by_threat['simulated-users'])")
+        return out

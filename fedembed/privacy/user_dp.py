@@ -125,7 +125,8 @@ class CentralGaussian:
 
     @property
     def noise_std(self) -> float:
-        return self.params.update_noise_multiplier * self.clip
+        """z_Δ·C — scaled by m/m' in research mode, the noise a deployment's mean would carry."""
+        return self.params.update_noise_multiplier * self.clip * self.params.noise_scale
 
     def next_charge(self, history=None) -> tuple[float, float]:
         """(z, q) of a round's charge: z at the sampling rate the headline may credit."""

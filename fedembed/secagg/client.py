@@ -2,10 +2,12 @@
 
 Stage by stage (fedembed.secagg.messages names the records):
   keys    make (once) the node's long-lived X25519 channel key pair; send the public half.
-  share   make this round's mask key pair s and self-mask seed b; Shamir-share both among the
-          node's holders (its neighbours and itself) with threshold t, each share pair sealed
-          for its holder; send the mask public key and the sealed shares.
-  mask    open the shares addressed to this node and keep them; train, and run the update
+  share   check the threshold and holders it is given (fedembed.secagg.guard); make this round's
+          mask key pair s and self-mask seed b; Shamir-share both among the node's holders (its
+          neighbours and itself) with threshold t, each share pair sealed for its holder; send
+          the mask public key, the sealed shares and a commitment to b (fedembed.secagg.commit).
+  mask    check the request (once a round, enough peers, all of them holders); open the shares
+          addressed to this node and keep them; train, and run the update
           through its pipeline, whose last stages (fedembed/secagg/stages.py) flatten, clip to
           the ranges, (add the noise share,) quantize and add the self mask PRG(b) and, for every
           peer v that completed `share`, ±PRG(X25519(s_u, s_v)) (+ if u < v); send only that vector.
@@ -25,14 +27,13 @@ import numpy as np
 from flwr.app import ConfigRecord, RecordDict
 
 from fedembed.errors import FedembedError
-from fedembed.secagg import keys, messages as msg, shamir
+from fedembed.secagg import guard, keys, messages as msg, shamir
+from fedembed.secagg.commit import seed_commitment
+from fedembed.secagg.errors import Refused, SecAggClientError  # noqa: F401 (re-exported: proto.Refused)
 from fedembed.secagg.prg import derive_key
 from fedembed.secagg.quantize import Layout, Quantizer
+from fedembed.secagg.tally import Tally
 from fedembed.updates import ClientUpdate
-
-
-class SecAggClientError(FedembedError):
-    """This client cannot go on with the round (missing state, a server asking for too much)."""
 
 
 class Dropout(FedembedError):
@@ -81,6 +82,7 @@ def on_share(content: RecordDict, state: RecordDict, pid: int) -> RecordDict:
         raise SecAggClientError(f"client {pid}: the server holds a stale channel key for it")
     c_sk, nonce, t = bytes(own["c_sk"]), bytes(c["nonce"]), int(c["threshold"])
     holders, holder_keys = msg.ints(c, "holders"), msg.blobs(c, "holder_keys")
+    guard.check_share(pid, t, holders, holder_keys)
     s_sk, b = keys.new_private(), os.urandom(32)
     xs = [h + 1 for h in [pid, *holders]]          # Shamir x-coordinate: partition id + 1
     b_shares, s_shares = shamir.split(b, t, xs), shamir.split(s_sk, t, xs)
@@ -90,7 +92,7 @@ def on_share(content: RecordDict, state: RecordDict, pid: int) -> RecordDict:
         "round": int(c["round"]), "nonce": nonce, "threshold": t, "s_sk": s_sk, "b": b,
         "holders": holders, "holder_keys": holder_keys,
         "got_from": [pid], "got_b": [b_shares[pid + 1]], "got_s": [s_shares[pid + 1]]})
-    return msg.record(s_pk=keys.public_of(s_sk), to=holders, boxes=boxes)
+    return msg.record(s_pk=keys.public_of(s_sk), to=holders, boxes=boxes, b_commit=seed_commitment(b, nonce, pid))
 
 
 def round_state(state: RecordDict, rnd: int, pid: int) -> ConfigRecord:
@@ -115,9 +117,20 @@ def open_shares(c: ConfigRecord, st: ConfigRecord, c_sk: bytes, pid: int) -> Non
     st["got_from"], st["got_b"], st["got_s"] = got_from, got_b, got_s
 
 
+def tally(c: ConfigRecord) -> Tally:
+    """The metric sums the mask request asks for (fedembed/secagg/tally.py)."""
+    try:
+        return Tally(tuple(str(n) for n in c.get("tally", [])), int(c["bits"]))
+    except ValueError as exc:
+        raise SecAggClientError(f"malformed mask request: {exc}") from None
+
+
 def quantizer(c: ConfigRecord, shapes: dict[str, tuple[int, ...]]) -> Quantizer:
-    return Quantizer(Layout(shapes, int(c.get("extra", 0))), int(c["bits"]), float(c["table_range"]),
-                     float(c["weight_range"]), int(c["ring"]), float(c.get("extra_range", 1.0)))
+    try:
+        return Quantizer(Layout(shapes, int(c.get("extra", 0))), int(c["bits"]), float(c["table_range"]),
+                         float(c["weight_range"]), int(c["ring"]), float(c.get("extra_range", 1.0)), tally(c).size)
+    except ValueError as exc:
+        raise SecAggClientError(f"malformed mask request: {exc}") from None
 
 
 @dataclass
@@ -132,6 +145,10 @@ class MaskContext:
 
     def quantizer(self, shapes: dict[str, tuple[int, ...]]) -> Quantizer:
         return quantizer(self.record, shapes)
+
+    @property
+    def tally(self) -> Tally:
+        return tally(self.record)
 
     @property
     def nonce(self) -> bytes:
@@ -168,16 +185,7 @@ def on_unmask(content: RecordDict, state: RecordDict, pid: int) -> RecordDict:
     st = round_state(state, int(c["round"]), pid)
     survivors, dropped = set(msg.ints(c, "survivors")), set(msg.ints(c, "dropped"))
     held = dict(zip(msg.ints(st, "got_from"), zip(msg.blobs(st, "got_b"), msg.blobs(st, "got_s"))))
-    if survivors & dropped:
-        raise SecAggClientError(f"client {pid}: the server calls {sorted(survivors & dropped)} both survived "
-                                f"and dropped; refusing to unmask")
-    unknown = (survivors | dropped) - set(held)
-    if unknown:
-        raise SecAggClientError(f"client {pid} holds no shares of {sorted(unknown)}")
-    t = int(st["threshold"])
-    if len(survivors) < t:
-        raise SecAggClientError(f"client {pid}: only {len(survivors)} of its peers survived, fewer than the "
-                                f"threshold {t}; refusing to unmask")
+    guard.check_unmask(pid, int(st["threshold"]), survivors, dropped, set(held))
     b_from = sorted(survivors)
     s_from = sorted(dropped)
     del state[msg.STATE_ROUND]       # one answer per round: a second request finds nothing
@@ -210,6 +218,9 @@ def on_mask(content: RecordDict, state: RecordDict, pid: int,
     c = msg.get(content)
     maybe_drop(c, "mask", pid)
     st = round_state(state, int(c["round"]), pid)
+    guard.check_mask(pid, st, msg.ints(c, "peers"), msg.blobs(c, "peer_keys"), msg.ints(st, "holders"),
+                     int(st["threshold"]))
+    st["masked"] = True              # one mask request a round: a second one is refused
     own = state.config_records.get(msg.STATE_KEYS)
     if own is None:
         raise SecAggClientError(f"client {pid} lost its channel key during the round")

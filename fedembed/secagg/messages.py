@@ -2,9 +2,12 @@
 
 Four message types, each answered by a handler in fedembed.secagg.client:
   query.secagg_keys     down: —                          up: the node's channel public key (once per node)
-  train.secagg_share    down: neighbours' channel keys   up: the round's mask public key, encrypted shares
-  train.secagg_mask     down: the train content, peers' mask keys, shares for this node
-                        up: the masked, quantized update (uint32/uint64) and the plain metrics
+  train.secagg_share    down: neighbours' channel keys   up: the round's mask public key, encrypted shares,
+                                                              a commitment to the self-mask seed
+  train.secagg_mask     down: the train content, peers' mask keys, shares for this node, the metric
+                              sums asked for (`tally`)
+                        up: the masked, quantized update (uint32/uint64), with the metric sums
+                            inside; nothing else
   train.secagg_unmask   down: which peers survived        up: self-mask shares of survivors,
                                                               mask-key shares of the dropped
 With `secagg.share_ahead` an unmask message also carries the next round's share request in a

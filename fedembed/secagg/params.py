@@ -19,6 +19,7 @@ from fedembed.errors import ConfigError
 from fedembed.privacy.params import bit_stddev
 from fedembed.secagg import graph
 from fedembed.secagg.quantize import ring_bits
+from fedembed.secagg.tally import names_for
 
 STAGES = ("keys", "share", "mask", "unmask")   # where a test client may be told to drop out
 
@@ -147,6 +148,9 @@ def describe_client(cfg, n: int, user=None) -> list[str]:
         z = f" with z = {user.noise_multiplier:.4g}" if user is not None else ""
         lines.append(f"noise share (distributed DP): N(0, (z·C)²/m) on every value{z}, "
                      f"m = the round's clients that shared keys")
+    sums = names_for(cfg.privacy.user_level, cfg.privacy.record.enabled)
+    if sums:
+        lines.append(f"tally: {', '.join(sums)} as exact sums under the masks (not sent in the clear)")
     dither = "subtractively dithered" if cfg.privacy.user_level else "stochastic rounding"
     lines += [f"quantize: {p.bits} bits, {dither}, into Z_2^{p.ring}",
               f"mask (SecAgg+): self mask + pairwise masks with k = {p.degree} neighbours, threshold t = {p.threshold}"]

@@ -41,7 +41,7 @@ class Part:
 
 class Layout:
     """Where each table and weight vector lives in the flat vector; `extra` scalars (the
-    adaptive-clipping bit) go last."""
+    adaptive-clipping bit, then the round's metric sums: fedembed/secagg/tally.py) go last."""
 
     def __init__(self, shapes: dict[str, tuple[int, ...]], extra: int = 0) -> None:
         parts, off = [], 0
@@ -91,15 +91,22 @@ def ring_bits(bits: int, clients: int, noise_levels: float = 0.0) -> int | None:
 
 
 class Quantizer:
-    """Encode one client's update; decode the sum of many."""
+    """Encode one client's update; decode the sum of many.
+
+    The last `exact` values of the layout's extras are integers in [0, L] (the metric sums'
+    limbs, fedembed/secagg/tally.py): they pass unscaled and without rounding noise, so they
+    sum exactly; the other extras (the clip bit) are quantized in ±`extra_range`."""
 
     def __init__(self, layout: Layout, bits: int, table_range: float, weight_range: float, ring: int,
-                 extra_range: float = 1.0) -> None:
-        self.layout, self.bits, self.ring = layout, bits, ring
+                 extra_range: float = 1.0, exact: int = 0) -> None:
+        if not 0 <= exact <= layout.extra:
+            raise ValueError(f"{exact} exact values do not fit the layout's {layout.extra} extra values")
+        self.layout, self.bits, self.ring, self.exact = layout, bits, ring, exact
         self.dtype = np.uint32 if ring == 32 else np.uint64
         self.signed = np.int32 if ring == 32 else np.int64
         L = levels(bits)
-        self.ranges = {"tables": float(table_range), "weights": float(weight_range), "extra": float(extra_range)}
+        extra = np.array([float(extra_range)] * (layout.extra - exact) + [float(L)] * exact)
+        self.ranges = {"tables": float(table_range), "weights": float(weight_range), "extra": extra}
         self.scales = {k: L / r for k, r in self.ranges.items()}
 
     def _segments(self):
@@ -119,8 +126,12 @@ class Quantizer:
     def uniform(self, dither_key: bytes | None, rng: np.random.Generator | None) -> np.ndarray:
         """u ~ U[0, 1)^d: from the dither key's keystream (reproducible by the server) or private randomness."""
         if dither_key is None:
-            return (rng or np.random.default_rng()).random(self.layout.size)
-        return Expander().stream(dither_key, self.layout.size, np.uint32) * (1.0 / 2 ** 32)
+            u = (rng or np.random.default_rng()).random(self.layout.size)
+        else:
+            u = Expander().stream(dither_key, self.layout.size, np.uint32) * (1.0 / 2 ** 32)
+        if self.exact:
+            u[self.layout.size - self.exact:] = 0.0     # integers: no rounding noise, so they sum exactly
+        return u
 
     def encode(self, x: np.ndarray, dither_key: bytes | None = None,
                rng: np.random.Generator | None = None) -> np.ndarray:

@@ -6,7 +6,9 @@ of every client whose masked vector arrived, the mask key s_u of every client th
 its keys but whose vector did not (to cancel the pair masks its neighbours added). It never
 asks for both secrets of one client, and clients refuse to give both (fedembed.secagg.client).
 Any reconstruction short of t shares — too many dropouts — or fewer than `min_clients`
-survivors aborts the round with `SecAggAbort`; nothing of it is applied.
+survivors aborts the round with `SecAggAbort`; nothing of it is applied. So does a seed that
+does not open the commitment its client sent at the share stage (fedembed.secagg.commit): a
+corrupted share names its client instead of silently changing the sum.
 """
 from __future__ import annotations
 
@@ -18,12 +20,14 @@ from flwr.app import ConfigRecord, RecordDict
 
 from fedembed.errors import FedembedError
 from fedembed.secagg import client as proto, graph, keys, messages as msg, shamir
+from fedembed.secagg.commit import opens
 from fedembed.secagg.params import RoundParams
 from fedembed.secagg.prg import Expander
 from fedembed.secagg.quantize import Layout, Quantizer
+from fedembed.secagg.tally import Tally
 
 
-EXTRA_RANGE = 1.0      # the adaptive-clipping bit (±½) travels as one extra value in ±1
+EXTRA_RANGE = 1.0      # the adaptive-clipping bit (±½) travels as one extra value in ±1 (the tally's are exact)
 
 
 class SecAggAbort(FedembedError):
@@ -45,7 +49,9 @@ class KeyBook:
 
 class ServerRound:
     def __init__(self, pids: list[int], book: KeyBook, params: RoundParams, rnd: int, layout: Layout,
-                 seed: int = 0, drops: dict[str, float] | None = None) -> None:
+                 seed: int = 0, drops: dict[str, float] | None = None, tally: Tally | None = None) -> None:
+        """`layout`'s extra values end with `tally`'s (the round's metric sums, fedembed/secagg/tally.py)."""
+        self.tally = tally or Tally((), params.bits)
         self.pids, self.book, self.p, self.rnd = sorted(pids), book, params, rnd
         self.nonce = os.urandom(16)
         self.graph = graph.harary(self.pids, params.degree)
@@ -56,6 +62,7 @@ class ServerRound:
         self.seed, self.drops = seed, drops or {}
         self._quantize(params, layout)
         self.s_pk: dict[int, bytes] = {}
+        self.b_commit: dict[int, bytes] = {}             # each sharer's commitment to its self-mask seed
         self.boxes: dict[int, dict[int, bytes]] = {}    # receiver → sender → sealed shares
         self.u1: set[int] = set()
         self.u2: set[int] = set()
@@ -68,6 +75,9 @@ class ServerRound:
         if (params.degree, params.threshold) != (self.p.degree, self.p.threshold):
             raise SecAggAbort(f"round {self.rnd}: shares were made for k = {self.p.degree}, t = {self.p.threshold}, "
                               f"the round now needs k = {params.degree}, t = {params.threshold}")
+        if self.tally.size and params.bits != self.tally.bits:
+            raise SecAggAbort(f"round {self.rnd}: its metric sums were laid out for {self.tally.bits} bits, "
+                              f"the round now needs {params.bits}")
         if self.u2:
             raise SecAggAbort(f"round {self.rnd}: cannot change the quantization after masked vectors arrived")
         self._quantize(params, self.quantizer.layout)
@@ -75,7 +85,7 @@ class ServerRound:
     def _quantize(self, params: RoundParams, layout: Layout) -> None:
         self.p = params
         self.quantizer = Quantizer(layout, params.bits, params.table_range, params.weight_range, params.ring,
-                                   EXTRA_RANGE)
+                                   EXTRA_RANGE, self.tally.size)
         self.total = np.zeros(layout.size, dtype=self.quantizer.dtype)
 
     def _base(self, stage: str) -> dict:
@@ -93,6 +103,10 @@ class ServerRound:
         to, boxes = msg.ints(c, "to"), msg.blobs(c, "boxes")
         if to != self.graph[pid] or len(boxes) != len(to):
             raise proto.SecAggClientError(f"client {pid} sent shares to {to}, expected {self.graph[pid]}")
+        commitment = bytes(c["b_commit"])
+        if len(commitment) != 32:
+            raise proto.SecAggClientError(f"client {pid} sent a {len(commitment)}-byte seed commitment, expected 32")
+        self.b_commit[pid] = commitment
         self.s_pk[pid] = bytes(c["s_pk"])
         for h, box in zip(to, boxes):
             self.boxes.setdefault(h, {})[pid] = box
@@ -111,6 +125,7 @@ class ServerRound:
                              "weight_range": self.p.weight_range, "ring": self.p.ring,
                              "noise_std": float(noise_std), "dither": bool(dither),
                              "extra": self.quantizer.layout.extra, "extra_range": EXTRA_RANGE,
+                             "tally": list(self.tally.names),
                              "bit_noise_std": float(bit_noise_std),
                              "cohort": len(self.u1),           # m, the clients that shared keys
                              "floor": int(floor if floor is not None else max(len(self.u1), 1))})
@@ -160,6 +175,11 @@ class ServerRound:
         """The unmasked ring sum of the survivors' quantized updates (and Σ(u − ½) when dithered)."""
         self.check_survivors(floor)
         seeds = {u: self._reconstruct(self.b_shares, u, "self-mask seed") for u in sorted(self.u2)}
+        for u, b in seeds.items():
+            if not opens(self.b_commit[u], b, self.nonce, u):
+                raise SecAggAbort(f"round {self.rnd}: client {u}'s self-mask seed, rebuilt from the shares of "
+                                  f"holders {[x - 1 for x in list(self.b_shares[u])[:self.p.threshold]]}, does not "
+                                  f"match its commitment: a share is corrupted")
         dropped = sorted(self.u1 - self.u2)
         mask_keys = {u: self._reconstruct(self.s_shares, u, "mask key") for u in dropped}
         for u, s_sk in mask_keys.items():

@@ -1,10 +1,12 @@
-"""SecAgg+'s client stages, the last of the update pipeline: flatten → range clip → quantize → mask.
+"""SecAgg+'s client stages, the last of the update pipeline: flatten → range clip → tally → quantize → mask.
 
-(Distributed DP's noise share runs between the range clip and the quantizer:
+(Distributed DP's noise share runs between the range clip and the tally:
 fedembed/privacy/distributed.py. The composition root puts them in order.) Each stage works on
 `ClientUpdate.vector`, the update as one vector in the round's `Layout` (every table, then
-every per-row weight vector, then the extra values summed alongside such as the adaptive
-clipping bit); after `Mask` that vector is the only thing of the update the server receives.
+every per-row weight vector, then the extra values summed alongside: the adaptive clipping
+bit, then the round's metric sums); after `Mask` that vector is the only thing the client
+sends (fedembed/federation/secure_client.py): its metrics stay home but for the sums `Tally`
+wrote into the vector.
 """
 from __future__ import annotations
 
@@ -13,28 +15,29 @@ import numpy as np
 from fedembed.secagg.client import MaskContext, SecAggClientError
 from fedembed.secagg.prg import Expander
 from fedembed.secagg.quantize import Layout, Quantizer
+from fedembed.secagg.tally import CLIPPED, Tally as TallySpec
 from fedembed.updates import ClientUpdate
-
-CLIPPED = "secagg_clipped"   # metric: how many values the range clip changed
 
 
 class Flatten:
-    """tables, weights (and the extra values, taken out of the metrics) → one float64 vector."""
+    """tables, weights (and the clip bit, taken out of the metrics) → one float64 vector; the
+    last `tallied` extra values are left 0 for `Tally`."""
 
-    def __init__(self, layout: Layout, extra_metric: str | None = None, pid: int = -1) -> None:
-        self.layout, self.extra_metric, self.pid = layout, extra_metric, pid
+    def __init__(self, layout: Layout, extra_metric: str | None = None, pid: int = -1, tallied: int = 0) -> None:
+        self.layout, self.extra_metric, self.pid, self.tallied = layout, extra_metric, pid, tallied
+        self.bits = layout.extra - tallied
 
     def __call__(self, update: ClientUpdate) -> ClientUpdate:
-        extra = None
-        if self.layout.extra:   # adaptive clipping: the clip bit is summed under the masks, not sent
+        extra = np.zeros(self.layout.extra)
+        if self.bits:   # adaptive clipping: the clip bit is summed under the masks, not sent
             if self.extra_metric is None or self.extra_metric not in update.metrics:
                 raise SecAggClientError(f"client {self.pid}: adaptive clipping is on but the update has no clip bit")
-            extra = np.array([update.metrics.pop(self.extra_metric)])
+            extra[:self.bits] = update.metrics.pop(self.extra_metric)
         update.vector = self.layout.flatten(update.tables, update.weights, extra)
         return update
 
     def describe(self) -> str:
-        extra = " and the clip bit" if self.layout.extra else ""
+        extra = " and the clip bit" if self.bits else ""
         return f"flatten: the tables, their per-row weights{extra}, as one vector of {self.layout.size:,} values"
 
 
@@ -53,6 +56,21 @@ class RangeClip:
     def describe(self) -> str:
         r = self.q.ranges
         return f"range clip: tables to ±{r['tables']:g}, weights to ±{r['weights']:g}"
+
+
+class Tally:
+    """The round's metric sums (fedembed/secagg/tally.py) into the vector's last values, as exact
+    integers: written, not added, so nothing an earlier stage put there (noise) survives."""
+
+    def __init__(self, tally: TallySpec, layout: Layout, rng: np.random.Generator | None = None) -> None:
+        self.tally, self.start, self.rng = tally, layout.size - tally.size, rng
+
+    def __call__(self, update: ClientUpdate) -> ClientUpdate:
+        update.vector[self.start:] = self.tally.encode(update.metrics, self.rng)
+        return update
+
+    def describe(self) -> str:
+        return f"tally: {', '.join(self.tally.names)} as exact sums under the masks (not sent in the clear)"
 
 
 class Quantize:

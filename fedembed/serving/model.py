@@ -1,8 +1,9 @@
 """What a server serves: one run's vectors in an index, plus the facts `Info` reports.
 
-Reads the run directory's exported vectors (embeddings.bin, else embeddings.txt) and its
-report.json, not the training checkpoint, so serving needs no model code and a run can be
-served as soon as it has been exported. A bare word2vec/.npy file can be served too.
+Reads the run directory's exported vectors (embeddings.fasttext.bin, else embeddings.bin, else
+embeddings.txt) and its report.json, not the training checkpoint, so serving needs no model code
+and a run can be served as soon as it has been exported. A bare word2vec/.npy file, or a fastText
+.bin (whose n-grams give unseen words vectors), can be served too.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import numpy as np
 from fedembed.errors import FedembedError
 from fedembed.serving.index import ExactIndex
 
-VECTOR_FILES = ("embeddings.bin", "embeddings.txt")
+VECTOR_FILES = ("embeddings.fasttext.bin", "embeddings.bin", "embeddings.txt")   # the first a run has
+FASTTEXT_MAGIC = 793712314   # the first int32 of Facebook's fastText .bin (n-grams: vectors for unseen words)
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,12 @@ def load_model(path: str | Path) -> ServedModel:
     else:
         raise FedembedError(f"no run directory or vectors file at {path}")
     try:
-        kv = load_vectors(vec_file)
+        kv = _load_fasttext(vec_file) if is_fasttext_bin(vec_file) else load_vectors(vec_file)
     except (ValueError, UnicodeDecodeError, EOFError, OSError) as exc:
         raise FedembedError(f"cannot read vectors from {vec_file}: {exc}") from exc
+    oov = kv.get_vector if getattr(kv, "bucket", 0) else None   # a fastText model: unseen words by n-grams
     try:
-        index = ExactIndex(list(kv.index_to_key), kv.vectors)
+        index = ExactIndex(list(kv.index_to_key), kv.vectors, oov=oov)
     except ValueError as exc:
         raise FedembedError(f"cannot serve {vec_file}: {exc}") from exc
     served = ServedModel(index, source=vec_file)
@@ -120,6 +123,24 @@ def _sentence_model(run_dir: Path) -> ServedModel:
     run = (report or {}).get("run", {})
     return ServedModel(index, "sentence", str(run.get("name") or run_dir.name), int(run.get("rounds") or 0),
                        PrivacyInfo.from_report(report), corpus, text_embedder(run_dir))
+
+
+def is_fasttext_bin(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    return len(head) == 4 and int.from_bytes(head, "little", signed=True) == FASTTEXT_MAGIC
+
+
+def _load_fasttext(path: Path):
+    """Facebook's fastText .bin (as `fedembed export --format fasttext-bin` writes it), by gensim."""
+    from gensim.models.fasttext import load_facebook_vectors
+
+    try:
+        return load_facebook_vectors(str(path))
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in struct, numpy or gensim: one line either way
+        from fedembed.data.lines import one_line
+
+        raise ValueError(f"not a readable fastText model ({type(exc).__name__}: {one_line(exc)})") from exc
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:

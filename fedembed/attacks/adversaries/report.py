@@ -49,7 +49,7 @@ def attack_report(cfg, words: list[str], vectors: np.ndarray, baseline=None) -> 
         return out
     ia, ib = index[a.target], index[a.toward]
     family = models.make(cfg)
-    initial = family.word_vectors(family.init_tables(len(words), cfg.seed))
+    initial = family.word_vectors(family.init_tables(len(words), cfg.seed), words)
     before: dict[str, Any] = {"initial": neighbour_stats(initial, ia, ib)}
     if baseline is not None and a.target in baseline.key_to_index and a.toward in baseline.key_to_index:
         kv = baseline

@@ -23,7 +23,7 @@ def _vocab_index(vocab_file: str, source: str, min_count: int, max_size: int) ->
     if vocab_file:
         v = Vocabulary.load(Path(vocab_file))
     else:
-        from fedembed.data.prepare import build_vocab
+        from fedembed.data.text_shards import build_vocab
         from types import SimpleNamespace
 
         v = build_vocab(SimpleNamespace(vocab=SimpleNamespace(source=source, min_count=min_count,

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fedembed.data.shards import Manifest, load_shard, load_units, shard_paths, units_path
+from fedembed.data.shards import (PACKED_ABOVE, Manifest, is_packed, load_shard, load_units, shard_paths,
+                                  units_path)
 from fedembed.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,10 @@ def plant(cfg, vocab: Vocabulary, run_dir: Path, shard_dir: Path, manifest: Mani
     a = cfg.privacy_attacks
     if not (a.canary or a.membership):
         return manifest
+    if is_packed(shard_dir):
+        from fedembed.errors import ConfigError
+        raise ConfigError(f"privacy_attacks.canary / membership edit each client's shard, which a federation of "
+                          f"more than {PACKED_ABOVE} clients keeps packed together: use fewer clients for them")
     rng = _rng(cfg)
     touched = set(manifest.active) if a.membership else set()
     if a.canary:

@@ -1,6 +1,6 @@
 """What a partition looks like: sizes, label histograms per client, vocabulary overlap.
 
-`Collector` rides along the two corpus passes of `prepare.write_shards` (it feeds the
+`Collector` rides along the two corpus passes of `text_shards.write_shards` (it feeds the
 partitioner's and its own labeler's first pass, then counts every document's client and
 label), and `write` prints a table and saves `data/partition_stats.json`, which the report
 copies under `run.partition_stats`. The same label (`partition.label`) is histogrammed

@@ -24,11 +24,20 @@ class TextSource:
     kind = "text"
 
     def check(self, cfg) -> None:
-        pass  # config.check and the partitioners' checks cover text's keys
+        """Text's keys beyond config.check's: `vocab.holdout`."""
+        from fedembed.errors import ConfigError
+
+        from fedembed.data.ratings_io import FORMATS
+
+        if cfg.data.format in FORMATS and cfg.data.format != "jsonl":
+            raise ConfigError(f"data.format = {cfg.data.format!r} is a ratings format; model.family = "
+                              f"{cfg.model.family!r} trains on text")
+        if not 0.0 <= cfg.vocab.holdout < 1.0:
+            raise ConfigError(f"vocab.holdout must be in [0, 1), got {cfg.vocab.holdout}")
 
     def build(self, cfg, shard_dir: Path):
         from fedembed.config import DEVICES
-        from fedembed.data.prepare import build_vocab, write_shards
+        from fedembed.data.text_shards import build_vocab, write_shards
         from fedembed.data.shards import Manifest
 
         vocab = build_vocab(cfg)

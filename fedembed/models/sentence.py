@@ -21,6 +21,7 @@ import numpy as np
 
 from fedembed.models import FAMILIES, PAIRS, FamilyReport, LocalResult, RunView
 from fedembed.models.base import BaseFamily
+from fedembed.sentence.trainable import table_name
 
 if TYPE_CHECKING:
     from fedembed.data.sources.pairs import PairsShard
@@ -28,11 +29,6 @@ if TYPE_CHECKING:
 
 EXPORT_FORMAT = "sentence-npz"
 FIGURES = (("retrieval", "recall@1"), ("retrieval", "recall@10"), ("retrieval", "mrr"))
-
-
-def table_name(param: str) -> str:
-    """Parameter names as table names ('.' is a separator elsewhere: SecAgg+ layouts, npz keys)."""
-    return param.replace(".", "__")
 
 
 @FAMILIES.register("sentence")

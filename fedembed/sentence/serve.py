@@ -54,20 +54,25 @@ def load_part(path: Path) -> dict[str, np.ndarray]:
 
 def text_embedder(run_dir: Path) -> Callable[[list[str]], np.ndarray]:
     """texts → [n, D] unit vectors under the run's model."""
-    from fedembed import compose, models
+    # the scenario's [sentence] keys and the sentence package alone: serving needs neither the
+    # family registry nor the composition root (which would import the federation back)
+    from fedembed import config
     from fedembed.sentence.contrastive import Features, embed
+    from fedembed.sentence.keys import check
+    from fedembed.sentence.runtime import model_for
+    from fedembed.sentence.trainable import table_name
 
-    cfg = compose.load(run_dir / "config.toml")
+    cfg = config.load(run_dir / "config.toml", validate=lambda c: (check(c), c)[1])
     part = run_dir / PART_FILE
     if not part.is_file():
         raise FedembedError(f"{run_dir} has no {PART_FILE} (run `fedembed export {run_dir} {part} "
                             f"--format sentence-npz`)")
-    family = models.make(cfg)
     tables = load_part(part)
-    missing = [t for t in family.tables if t not in tables]
+    model, tok = model_for(cfg)
+    missing = [table_name(k) for k in model.trainable() if table_name(k) not in tables]
     if missing:
         raise FedembedError(f"{part} has no table {missing[0]!r} (sentence.trainable = {cfg.sentence.trainable!r})")
-    model, tok = family.encoder_with(tables)
+    model.load_tables({k: tables[table_name(k)] for k in model.trainable()})
 
     def embed_texts(texts: list[str]) -> np.ndarray:
         return embed(model, Features(model, tok, texts))

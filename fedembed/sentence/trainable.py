@@ -21,8 +21,12 @@ import torch
 from torch import nn
 
 from fedembed.sentence.encoder import Encoder, mean_pool, normalize
+from fedembed.sentence.keys import KINDS
 
-from fedembed.sentence.keys import KINDS  # noqa: E402
+
+def table_name(param: str) -> str:
+    """Parameter names as table names ('.' is a separator elsewhere: SecAgg+ layouts, npz keys)."""
+    return param.replace(".", "__")
 
 
 class LoRALinear(nn.Module):

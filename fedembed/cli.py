@@ -15,7 +15,7 @@ from typing import Any
 
 from fedembed.errors import FedembedError
 
-EXPORT_FORMATS = ["word2vec-text", "word2vec-binary", "npy", "fasttext-bin"]   # checked again by the family
+EXPORT_FORMATS = ["word2vec-text", "word2vec-binary", "npy", "fasttext-bin", "sentence-npz"]   # checked again by the family
 
 
 def overrides_of(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("output", help="output path")
     x.add_argument("--format", default="word2vec-text", choices=EXPORT_FORMATS,
                    help="word2vec-text | word2vec-binary | npy: the row vectors (words, items); "
-                        "fasttext-bin: a fasttext run with its n-grams (gensim's load_facebook_model)")
+                        "fasttext-bin: a fasttext run with its n-grams (gensim's load_facebook_model); "
+                        "sentence-npz: a sentence run's fine-tuned part")
     x.set_defaults(func=_export)
 
     # `fedembed certs | node-keys | client | deploy` (deployment runtime): fedembed/deploy/commands.py.

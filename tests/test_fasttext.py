@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedembed import checkpoint, compose, metrics
+from fedembed import checkpoint, compose, metrics, models
 from fedembed.cli import main
 from fedembed.data.holdout import held_out
 from fedembed.errors import ConfigError
@@ -179,7 +179,7 @@ def test_runs_with_secagg_and_user_level_dp(tmp_path, small_corpus, secagg, priv
     grid = InProcessGrid(cfg.partition.num_clients)
     report = federate(grid, cfg, tmp_path / "run", progress=False)
     tables = checkpoint.load(tmp_path / "run").tables
-    init = compose.init_tables(cfg)(len(tables["in_vectors"]))
+    init = models.make(cfg).init_tables(len(tables["in_vectors"]), cfg.seed)
     assert set(tables) == {"in_vectors", "ngram_buckets", "out_vectors"}
     assert all(np.isfinite(t).all() for t in tables.values())
     assert np.abs(tables["ngram_buckets"] - init["ngram_buckets"]).max() > 0      # the buckets moved

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedembed import checkpoint, compose, metrics
+from fedembed import checkpoint, compose, metrics, models
 from fedembed.cli import main
 from fedembed.data import ratings_io
 from fedembed.data.sources.ratings import RatingsSource, load_heldout
@@ -226,7 +226,7 @@ def test_runs_with_secagg_and_user_level_dp(tmp_path, secagg, private):
     cfg = _cfg(tmp_path, **sections)
     report, grid = _run(tmp_path, cfg)
     tables = checkpoint.load(tmp_path / "run").tables
-    init = compose.init_tables(cfg)(len(tables["item_vectors"]))
+    init = models.make(cfg).init_tables(len(tables["item_vectors"]), cfg.seed)
     assert all(np.isfinite(t).all() for t in tables.values())
     assert np.abs(tables["item_vectors"] - init["item_vectors"]).max() > 1e-3
     rows = metrics.read(tmp_path / "run")

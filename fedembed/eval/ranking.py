@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from fedembed.models import FamilyReport, RunView
+from fedembed.run_view import FamilyReport, RunView
 
 EVAL_USERS, QUICK_USERS = 5000, 500
 _CHUNK = 256

@@ -19,7 +19,7 @@ import numpy as np
 
 from fedembed.data.holdout import PAIR_LISTS, held_out_of, read_pairs
 from fedembed.eval import words as word_eval
-from fedembed.models import FamilyReport, RunView
+from fedembed.run_view import FamilyReport, RunView
 
 OOV_FIGURES = (("oov.wordsim353", "spearman"), ("oov.simlex999", "spearman"))
 

@@ -97,6 +97,6 @@ def check(cfg: Config) -> None:
 
 
 from fedembed.models import base  # noqa: E402  (BaseFamily: the defaults)
-from fedembed.models import cbow, fasttext, mf, sgns  # noqa: E402,F401  (registration)
+from fedembed.models import cbow, fasttext, mf, node2vec, sentence, sgns  # noqa: E402,F401  (registration)
 
 BaseFamily = base.BaseFamily

@@ -140,13 +140,15 @@ def knobs(plan: Plan, band: str) -> list[str]:
     return out
 
 
-def measured_snr(sums: dict[str, np.ndarray], noise_std: float, counts: np.ndarray) -> dict[str, float]:
+def measured_snr(sums: dict[str, np.ndarray], noise_std: float, counts: np.ndarray,
+                 names: tuple[str, ...] | None = None) -> dict[str, float]:
     """Per band, the median over its rows of ‖Σ_u clip(Δ_u)_r‖ / (σ·√D) for one released round: a row
     is its vectors in every row table of the noiseless sum (the trusted server holds it), D their size."""
-    if noise_std <= 0:
+    rows = [np.asarray(t, dtype=np.float64) for k, t in sorted(sums.items())
+            if t.ndim == 2 and len(t) == len(counts) and (names is None or k in names)]
+    if noise_std <= 0 or not rows:      # no noise, or no table indexed by the rows (a sentence adapter)
         return {}
-    table = np.concatenate([np.asarray(t, dtype=np.float64) for _, t in sorted(sums.items())
-                            if t.ndim == 2 and len(t) == len(counts)], axis=1)
+    table = np.concatenate(rows, axis=1)
     scale = noise_std * math.sqrt(table.shape[1])
     return {name: float(np.median(np.linalg.norm(table[idx], axis=1) / scale))
             for name, idx in band_rows(counts).items()}

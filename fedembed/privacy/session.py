@@ -43,9 +43,12 @@ SIMULATED = "simulated-users"  # research mode: what the users actually simulate
 
 class PrivacySession:
     def __init__(self, cfg, extra: dict[str, Any], rng: np.random.Generator | None = None,
-                 public_counts: np.ndarray | None = None, shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+                 public_counts: np.ndarray | None = None, shapes: dict[str, tuple[int, ...]] | None = None,
+                 row_tables: tuple[str, ...] | None = None) -> None:
         """`public_counts`: the public vocabulary's counts, which `privacy.denominator = "public"` needs;
-        `shapes`: the global tables' shapes (DP-FTRL's tree holds noise of those shapes)."""
+        `shapes`: the global tables' shapes (DP-FTRL's tree holds noise of those shapes); `row_tables`:
+        the tables indexed by the row index, whose signal-to-noise by public count the ledger records
+        (None: every table as long as the counts; () for a family with none, such as an adapter)."""
         self.ledger = Ledger.from_dict(extra.get(LEDGER_KEY))
         if cfg.privacy.user_level and cfg.privacy.mechanism == "ftrl_tree":
             from fedembed.privacy.ftrl import TreeGaussian
@@ -55,7 +58,8 @@ class PrivacySession:
             self.user = CentralGaussian.start(cfg, extra.get(MECHANISM_KEY), rng, public_counts)
         self.distributed = bool(cfg.secagg.enabled)  # clients add the noise in shares (privacy/distributed.py)
         self.on_charge: Callable[[int], None] | None = None   # the loop's write-ahead of the ledger
-        self.counts = public_counts
+        self.counts = public_counts if row_tables is None or row_tables else None
+        self.row_tables = row_tables
         self.snr: dict[str, float] | None = None   # the last release's signal-to-noise by frequency band
         self._round = 0
         self._charged = False
@@ -156,7 +160,7 @@ class PrivacySession:
             return divide_rows(sums, weights)
         if noise_in_sums is None:
             if self.counts is not None:         # the trusted server holds the noiseless sum
-                self.snr = measured_snr(sums, self.user.noise_std, self.counts)
+                self.snr = measured_snr(sums, self.user.noise_std, self.counts, self.row_tables)
             deltas = self.user.noisy_mean(sums, weights)
             self.user.adapt(self._bits)
             return deltas

@@ -12,7 +12,9 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import numpy as np
 
 from fedembed.errors import FedembedError
 from fedembed.serving.index import ExactIndex
@@ -59,6 +61,7 @@ class ServedModel:
     rounds: int = 0
     privacy: PrivacyInfo = field(default_factory=lambda: PrivacyInfo.from_report(None))
     source: Path | None = None
+    embed_text: Callable[[list[str]], np.ndarray] | None = None   # a sentence-encoder run: texts → unit vectors
 
     @property
     def oov_vectors(self) -> bool:
@@ -73,6 +76,8 @@ def load_model(path: str | Path) -> ServedModel:
     path = Path(path)
     if path.is_file():
         vec_file, run_dir = path, None
+    elif path.is_dir() and _config_family(path) == "sentence":
+        return _sentence_model(path)
     elif path.is_dir():
         found = [path / f for f in VECTOR_FILES if (path / f).is_file()]
         if not found:
@@ -100,6 +105,24 @@ def load_model(path: str | Path) -> ServedModel:
     served.run_name = str(run.get("name") or run_dir.name)
     served.rounds = int(run.get("rounds") or 0)
     return served
+
+
+def _sentence_model(run_dir: Path) -> ServedModel:
+    """A sentence-encoder run: its corpus of embedded sentences (sentences.npy + sentences.txt, written
+    by the family's report) for NearestNeighbors, and the encoder with the run's fine-tuned part
+    (sentence_part.npz) for EmbedText. Unlike word runs this needs the model code and weights."""
+    from fedembed.sentence.serve import CORPUS_FILE, load_corpus, text_embedder
+
+    corpus = run_dir / CORPUS_FILE
+    texts, vectors = load_corpus(run_dir)
+    try:
+        index = ExactIndex(texts, vectors)
+    except ValueError as exc:
+        raise FedembedError(f"cannot serve {corpus}: {exc}") from exc
+    report = _read_json(run_dir / "report.json")
+    run = (report or {}).get("run", {})
+    return ServedModel(index, "sentence", str(run.get("name") or run_dir.name), int(run.get("rounds") or 0),
+                       PrivacyInfo.from_report(report), corpus, text_embedder(run_dir))
 
 
 def is_fasttext_bin(path: Path) -> bool:

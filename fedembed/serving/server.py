@@ -40,6 +40,10 @@ class TooLarge(Exception):
     """A request over a configured limit (RESOURCE_EXHAUSTED)."""
 
 
+class NoText(Exception):
+    """EmbedText on a model that embeds no text: FAILED_PRECONDITION."""
+
+
 class BadRequest(ValueError):
     """A request that can never succeed as written (INVALID_ARGUMENT)."""
 
@@ -92,6 +96,8 @@ def _status(fn: F) -> F:
                 code, text = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
             except TooLarge as exc:
                 code, text = grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+            except NoText as exc:
+                code, text = grpc.StatusCode.FAILED_PRECONDITION, str(exc)
             except Exception:  # a bug, not the request: logged with its traceback, the caller told so
                 log.exception("%s failed", fn.__name__)
                 code, text = grpc.StatusCode.INTERNAL, f"{fn.__name__} failed on the server (see its log)"
@@ -133,7 +139,8 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         return pb.InfoResponse(model=m.model, dimension=self.index.dim, vocab_size=len(self.index), privacy=privacy,
                                run_name=m.run_name, rounds=m.rounds, index=self.index.kind,
                                oov_vectors=m.oov_vectors, max_batch=self.limits.max_batch,
-                               max_message_bytes=self.limits.max_message_bytes)
+                               max_message_bytes=self.limits.max_message_bytes,
+                               embeds_text=m.embed_text is not None)
 
     @_status
     def GetVectors(self, request: pb.GetVectorsRequest, context: grpc.ServicerContext) -> pb.GetVectorsResponse:
@@ -167,6 +174,18 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         k = self._k(request.k)
         hits = self.index.analogy(request.a, request.b, request.c, k)
         return pb.AnalogyResponse(answers=[pb.Neighbor(word=w, score=s) for w, s in hits])
+
+
+    @_status
+    def EmbedText(self, request: pb.EmbedTextRequest, context: grpc.ServicerContext) -> pb.EmbedTextResponse:
+        if self.model.embed_text is None:
+            raise NoText(f"model {self.model.model!r} embeds no text (EmbedText serves a sentence-encoder run)")
+        self._batch(len(request.texts), "texts", 4 * self.index.dim)
+        for i, t in enumerate(request.texts):
+            if not t.strip():
+                raise BadRequest(f"text {i} is empty")
+        vectors = self.model.embed_text(list(request.texts))
+        return pb.EmbedTextResponse(vectors=[pb.Vector(values=v.tolist()) for v in vectors])
 
 
 def _add_service(servicer: EmbeddingServicer, server: grpc.Server) -> None:

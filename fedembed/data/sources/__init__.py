@@ -35,4 +35,4 @@ def make(kind: str) -> DataSource:
     return SOURCES.get(kind)()
 
 
-from fedembed.data.sources import ratings, text  # noqa: E402,F401  (registration)
+from fedembed.data.sources import graph, pairs, ratings, text  # noqa: E402,F401  (registration)

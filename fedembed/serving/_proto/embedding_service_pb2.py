@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65mbedding_service.proto\x12\x13\x66\x65\x64\x65mbed.serving.v1\"\r\n\x0bInfoRequest\"\x91\x01\n\x07Privacy\x12\x12\n\nis_private\x18\x01 \x01(\x08\x12\x14\n\x07\x65psilon\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x64\x65lta\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x11\n\tmechanism\x18\x05 \x01(\t\x12\x11\n\tguarantee\x18\x06 \x01(\tB\n\n\x08_epsilonB\x08\n\x06_delta\"\xe7\x01\n\x0cInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x12\n\nvocab_size\x18\x03 \x01(\x04\x12-\n\x07privacy\x18\x04 \x01(\x0b\x32\x1c.fedembed.serving.v1.Privacy\x12\x10\n\x08run_name\x18\x05 \x01(\t\x12\x0e\n\x06rounds\x18\x06 \x01(\r\x12\r\n\x05index\x18\x07 \x01(\t\x12\x13\n\x0boov_vectors\x18\x08 \x01(\x08\x12\x11\n\tmax_batch\x18\t \x01(\r\x12\x19\n\x11max_message_bytes\x18\n \x01(\x04\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\"\n\x11GetVectorsRequest\x12\r\n\x05words\x18\x01 \x03(\t\"B\n\x12GetVectorsResponse\x12,\n\x07vectors\x18\x01 \x03(\x0b\x32\x1b.fedembed.serving.v1.Vector\" \n\x08WordPair\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\"A\n\x11SimilarityRequest\x12,\n\x05pairs\x18\x01 \x03(\x0b\x32\x1d.fedembed.serving.v1.WordPair\"$\n\x12SimilarityResponse\x12\x0e\n\x06\x63osine\x18\x01 \x03(\x02\"\'\n\x08Neighbor\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"l\n\x17NearestNeighborsRequest\x12\x0e\n\x04word\x18\x01 \x01(\tH\x00\x12-\n\x06vector\x18\x02 \x01(\x0b\x32\x1b.fedembed.serving.v1.VectorH\x00\x12\t\n\x01k\x18\x03 \x01(\x05\x42\x07\n\x05query\"L\n\x18NearestNeighborsResponse\x12\x30\n\tneighbors\x18\x01 \x03(\x0b\x32\x1d.fedembed.serving.v1.Neighbor\"<\n\x0e\x41nalogyRequest\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\x12\t\n\x01\x63\x18\x03 \x01(\t\x12\t\n\x01k\x18\x04 \x01(\x05\"A\n\x0f\x41nalogyResponse\x12.\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x1d.fedembed.serving.v1.Neighbor2\xe4\x03\n\x10\x45mbeddingService\x12K\n\x04Info\x12 .fedembed.serving.v1.InfoRequest\x1a!.fedembed.serving.v1.InfoResponse\x12]\n\nGetVectors\x12&.fedembed.serving.v1.GetVectorsRequest\x1a\'.fedembed.serving.v1.GetVectorsResponse\x12]\n\nSimilarity\x12&.fedembed.serving.v1.SimilarityRequest\x1a\'.fedembed.serving.v1.SimilarityResponse\x12o\n\x10NearestNeighbors\x12,.fedembed.serving.v1.NearestNeighborsRequest\x1a-.fedembed.serving.v1.NearestNeighborsResponse\x12T\n\x07\x41nalogy\x12#.fedembed.serving.v1.AnalogyRequest\x1a$.fedembed.serving.v1.AnalogyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x65mbedding_service.proto\x12\x13\x66\x65\x64\x65mbed.serving.v1\"\r\n\x0bInfoRequest\"\x91\x01\n\x07Privacy\x12\x12\n\nis_private\x18\x01 \x01(\x08\x12\x14\n\x07\x65psilon\x18\x02 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\x05\x64\x65lta\x18\x03 \x01(\x01H\x01\x88\x01\x01\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x11\n\tmechanism\x18\x05 \x01(\t\x12\x11\n\tguarantee\x18\x06 \x01(\tB\n\n\x08_epsilonB\x08\n\x06_delta\"\xfc\x01\n\x0cInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x12\n\nvocab_size\x18\x03 \x01(\x04\x12-\n\x07privacy\x18\x04 \x01(\x0b\x32\x1c.fedembed.serving.v1.Privacy\x12\x10\n\x08run_name\x18\x05 \x01(\t\x12\x0e\n\x06rounds\x18\x06 \x01(\r\x12\r\n\x05index\x18\x07 \x01(\t\x12\x13\n\x0boov_vectors\x18\x08 \x01(\x08\x12\x11\n\tmax_batch\x18\t \x01(\r\x12\x19\n\x11max_message_bytes\x18\n \x01(\x04\x12\x13\n\x0b\x65mbeds_text\x18\x0b \x01(\x08\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\"\n\x11GetVectorsRequest\x12\r\n\x05words\x18\x01 \x03(\t\"B\n\x12GetVectorsResponse\x12,\n\x07vectors\x18\x01 \x03(\x0b\x32\x1b.fedembed.serving.v1.Vector\" \n\x08WordPair\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\"A\n\x11SimilarityRequest\x12,\n\x05pairs\x18\x01 \x03(\x0b\x32\x1d.fedembed.serving.v1.WordPair\"$\n\x12SimilarityResponse\x12\x0e\n\x06\x63osine\x18\x01 \x03(\x02\"\'\n\x08Neighbor\x12\x0c\n\x04word\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"l\n\x17NearestNeighborsRequest\x12\x0e\n\x04word\x18\x01 \x01(\tH\x00\x12-\n\x06vector\x18\x02 \x01(\x0b\x32\x1b.fedembed.serving.v1.VectorH\x00\x12\t\n\x01k\x18\x03 \x01(\x05\x42\x07\n\x05query\"L\n\x18NearestNeighborsResponse\x12\x30\n\tneighbors\x18\x01 \x03(\x0b\x32\x1d.fedembed.serving.v1.Neighbor\"<\n\x0e\x41nalogyRequest\x12\t\n\x01\x61\x18\x01 \x01(\t\x12\t\n\x01\x62\x18\x02 \x01(\t\x12\t\n\x01\x63\x18\x03 \x01(\t\x12\t\n\x01k\x18\x04 \x01(\x05\"A\n\x0f\x41nalogyResponse\x12.\n\x07\x61nswers\x18\x01 \x03(\x0b\x32\x1d.fedembed.serving.v1.Neighbor\"!\n\x10\x45mbedTextRequest\x12\r\n\x05texts\x18\x01 \x03(\t\"A\n\x11\x45mbedTextResponse\x12,\n\x07vectors\x18\x01 \x03(\x0b\x32\x1b.fedembed.serving.v1.Vector2\xc0\x04\n\x10\x45mbeddingService\x12K\n\x04Info\x12 .fedembed.serving.v1.InfoRequest\x1a!.fedembed.serving.v1.InfoResponse\x12]\n\nGetVectors\x12&.fedembed.serving.v1.GetVectorsRequest\x1a\'.fedembed.serving.v1.GetVectorsResponse\x12]\n\nSimilarity\x12&.fedembed.serving.v1.SimilarityRequest\x1a\'.fedembed.serving.v1.SimilarityResponse\x12o\n\x10NearestNeighbors\x12,.fedembed.serving.v1.NearestNeighborsRequest\x1a-.fedembed.serving.v1.NearestNeighborsResponse\x12T\n\x07\x41nalogy\x12#.fedembed.serving.v1.AnalogyRequest\x1a$.fedembed.serving.v1.AnalogyResponse\x12Z\n\tEmbedText\x12%.fedembed.serving.v1.EmbedTextRequest\x1a&.fedembed.serving.v1.EmbedTextResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,29 +36,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PRIVACY']._serialized_start=64
   _globals['_PRIVACY']._serialized_end=209
   _globals['_INFORESPONSE']._serialized_start=212
-  _globals['_INFORESPONSE']._serialized_end=443
-  _globals['_VECTOR']._serialized_start=445
-  _globals['_VECTOR']._serialized_end=469
-  _globals['_GETVECTORSREQUEST']._serialized_start=471
-  _globals['_GETVECTORSREQUEST']._serialized_end=505
-  _globals['_GETVECTORSRESPONSE']._serialized_start=507
-  _globals['_GETVECTORSRESPONSE']._serialized_end=573
-  _globals['_WORDPAIR']._serialized_start=575
-  _globals['_WORDPAIR']._serialized_end=607
-  _globals['_SIMILARITYREQUEST']._serialized_start=609
-  _globals['_SIMILARITYREQUEST']._serialized_end=674
-  _globals['_SIMILARITYRESPONSE']._serialized_start=676
-  _globals['_SIMILARITYRESPONSE']._serialized_end=712
-  _globals['_NEIGHBOR']._serialized_start=714
-  _globals['_NEIGHBOR']._serialized_end=753
-  _globals['_NEARESTNEIGHBORSREQUEST']._serialized_start=755
-  _globals['_NEARESTNEIGHBORSREQUEST']._serialized_end=863
-  _globals['_NEARESTNEIGHBORSRESPONSE']._serialized_start=865
-  _globals['_NEARESTNEIGHBORSRESPONSE']._serialized_end=941
-  _globals['_ANALOGYREQUEST']._serialized_start=943
-  _globals['_ANALOGYREQUEST']._serialized_end=1003
-  _globals['_ANALOGYRESPONSE']._serialized_start=1005
-  _globals['_ANALOGYRESPONSE']._serialized_end=1070
-  _globals['_EMBEDDINGSERVICE']._serialized_start=1073
-  _globals['_EMBEDDINGSERVICE']._serialized_end=1557
+  _globals['_INFORESPONSE']._serialized_end=464
+  _globals['_VECTOR']._serialized_start=466
+  _globals['_VECTOR']._serialized_end=490
+  _globals['_GETVECTORSREQUEST']._serialized_start=492
+  _globals['_GETVECTORSREQUEST']._serialized_end=526
+  _globals['_GETVECTORSRESPONSE']._serialized_start=528
+  _globals['_GETVECTORSRESPONSE']._serialized_end=594
+  _globals['_WORDPAIR']._serialized_start=596
+  _globals['_WORDPAIR']._serialized_end=628
+  _globals['_SIMILARITYREQUEST']._serialized_start=630
+  _globals['_SIMILARITYREQUEST']._serialized_end=695
+  _globals['_SIMILARITYRESPONSE']._serialized_start=697
+  _globals['_SIMILARITYRESPONSE']._serialized_end=733
+  _globals['_NEIGHBOR']._serialized_start=735
+  _globals['_NEIGHBOR']._serialized_end=774
+  _globals['_NEARESTNEIGHBORSREQUEST']._serialized_start=776
+  _globals['_NEARESTNEIGHBORSREQUEST']._serialized_end=884
+  _globals['_NEARESTNEIGHBORSRESPONSE']._serialized_start=886
+  _globals['_NEARESTNEIGHBORSRESPONSE']._serialized_end=962
+  _globals['_ANALOGYREQUEST']._serialized_start=964
+  _globals['_ANALOGYREQUEST']._serialized_end=1024
+  _globals['_ANALOGYRESPONSE']._serialized_start=1026
+  _globals['_ANALOGYRESPONSE']._serialized_end=1091
+  _globals['_EMBEDTEXTREQUEST']._serialized_start=1093
+  _globals['_EMBEDTEXTREQUEST']._serialized_end=1126
+  _globals['_EMBEDTEXTRESPONSE']._serialized_start=1128
+  _globals['_EMBEDTEXTRESPONSE']._serialized_end=1193
+  _globals['_EMBEDDINGSERVICE']._serialized_start=1196
+  _globals['_EMBEDDINGSERVICE']._serialized_end=1772
 # @@protoc_insertion_point(module_scope)

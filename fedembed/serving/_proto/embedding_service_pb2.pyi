@@ -27,7 +27,7 @@ class Privacy(_message.Message):
     def __init__(self, is_private: _Optional[bool] = ..., epsilon: _Optional[float] = ..., delta: _Optional[float] = ..., unit: _Optional[str] = ..., mechanism: _Optional[str] = ..., guarantee: _Optional[str] = ...) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("model", "dimension", "vocab_size", "privacy", "run_name", "rounds", "index", "oov_vectors", "max_batch", "max_message_bytes")
+    __slots__ = ("model", "dimension", "vocab_size", "privacy", "run_name", "rounds", "index", "oov_vectors", "max_batch", "max_message_bytes", "embeds_text")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class InfoResponse(_message.Message):
     OOV_VECTORS_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    EMBEDS_TEXT_FIELD_NUMBER: _ClassVar[int]
     model: str
     dimension: int
     vocab_size: int
@@ -48,7 +49,8 @@ class InfoResponse(_message.Message):
     oov_vectors: bool
     max_batch: int
     max_message_bytes: int
-    def __init__(self, model: _Optional[str] = ..., dimension: _Optional[int] = ..., vocab_size: _Optional[int] = ..., privacy: _Optional[_Union[Privacy, _Mapping]] = ..., run_name: _Optional[str] = ..., rounds: _Optional[int] = ..., index: _Optional[str] = ..., oov_vectors: _Optional[bool] = ..., max_batch: _Optional[int] = ..., max_message_bytes: _Optional[int] = ...) -> None: ...
+    embeds_text: bool
+    def __init__(self, model: _Optional[str] = ..., dimension: _Optional[int] = ..., vocab_size: _Optional[int] = ..., privacy: _Optional[_Union[Privacy, _Mapping]] = ..., run_name: _Optional[str] = ..., rounds: _Optional[int] = ..., index: _Optional[str] = ..., oov_vectors: _Optional[bool] = ..., max_batch: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., embeds_text: _Optional[bool] = ...) -> None: ...
 
 class Vector(_message.Message):
     __slots__ = ("values",)
@@ -129,3 +131,15 @@ class AnalogyResponse(_message.Message):
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
     answers: _containers.RepeatedCompositeFieldContainer[Neighbor]
     def __init__(self, answers: _Optional[_Iterable[_Union[Neighbor, _Mapping]]] = ...) -> None: ...
+
+class EmbedTextRequest(_message.Message):
+    __slots__ = ("texts",)
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, texts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EmbedTextResponse(_message.Message):
+    __slots__ = ("vectors",)
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    vectors: _containers.RepeatedCompositeFieldContainer[Vector]
+    def __init__(self, vectors: _Optional[_Iterable[_Union[Vector, _Mapping]]] = ...) -> None: ...

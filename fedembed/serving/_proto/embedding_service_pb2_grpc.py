@@ -59,6 +59,11 @@ class EmbeddingServiceStub:
                 request_serializer=embedding__service__pb2.AnalogyRequest.SerializeToString,
                 response_deserializer=embedding__service__pb2.AnalogyResponse.FromString,
                 _registered_method=True)
+        self.EmbedText = channel.unary_unary(
+                '/fedembed.serving.v1.EmbeddingService/EmbedText',
+                request_serializer=embedding__service__pb2.EmbedTextRequest.SerializeToString,
+                response_deserializer=embedding__service__pb2.EmbedTextResponse.FromString,
+                _registered_method=True)
 
 
 class EmbeddingServiceServicer:
@@ -102,6 +107,15 @@ class EmbeddingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EmbedText(self, request, context):
+        """Texts -> sentence vectors, in request order (Info.embeds_text: a sentence-encoder run).
+        The served vocabulary is then a corpus of sentences, so NearestNeighbors with one of these
+        vectors searches it. FAILED_PRECONDITION for a model that embeds no text (word families).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmbeddingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -129,6 +143,11 @@ def add_EmbeddingServiceServicer_to_server(servicer, server):
                     servicer.Analogy,
                     request_deserializer=embedding__service__pb2.AnalogyRequest.FromString,
                     response_serializer=embedding__service__pb2.AnalogyResponse.SerializeToString,
+            ),
+            'EmbedText': grpc.unary_unary_rpc_method_handler(
+                    servicer.EmbedText,
+                    request_deserializer=embedding__service__pb2.EmbedTextRequest.FromString,
+                    response_serializer=embedding__service__pb2.EmbedTextResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +285,33 @@ class EmbeddingService:
             '/fedembed.serving.v1.EmbeddingService/Analogy',
             embedding__service__pb2.AnalogyRequest.SerializeToString,
             embedding__service__pb2.AnalogyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmbedText(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedembed.serving.v1.EmbeddingService/EmbedText',
+            embedding__service__pb2.EmbedTextRequest.SerializeToString,
+            embedding__service__pb2.EmbedTextResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,9 +25,9 @@ def _one_thread(one_torch_thread):
     """Small tables: thread hand-offs cost more than the work (conftest.one_torch_thread)."""
 
 
-def _scenario(write_scenario, secure: bool, **privacy):
+def _scenario(write_scenario, secure: bool, epsilon: float = 20.0, **privacy):
     return compose.load(write_scenario(
-        vocab={"mode": "discovered", "discovery": {"epsilon": 20.0}},
+        vocab={"mode": "discovered", "discovery": {"epsilon": epsilon}},
         partition={"name": "iid", "num_clients": CLIENTS},
         privacy={"user_level": True, "delta": 1e-3, **(privacy or {"noise_multiplier": 0.8})},
         federation={"rounds": 1, "row_weight": "presence"}, secagg={"enabled": secure}))
@@ -55,7 +55,12 @@ def test_discovery_then_training_in_one_run_with_one_ledger(tmp_path, write_scen
     assert state["done"] and len(vocab) == len(state["scores"]) >= 20
     holders = _holders(run)
     assert min(holders[w] for w in vocab.words) >= 2                    # no word of a single client
-    assert {"the", "of", "and"} <= set(vocab.words)
+    # the votes choose: what is found is held by far more clients than a word of the clients' text.
+    # (Not "the", "of" and "and" by name: a client's vote is 1/√m on each of its m candidates, so even
+    # a word all 30 hold gets ~30/√m ≈ 1, near this ε's threshold; the noise, from secret randomness,
+    # decides which of them pass in a given run.)
+    found = np.mean([holders[w] for w in vocab.words])
+    assert found >= 3 * np.mean(list(holders.values())), (found, np.mean(list(holders.values())))
     # the ledger: the discovery's rounds (round 0), then training's, composed by one accountant
     saved = checkpoint.load(run)
     assert saved.extra[accounting.MARK]["rounds"] == len(state["rounds"]) == 8

@@ -35,7 +35,7 @@ from fedembed.errors import ConfigError
 from fedembed.federation import behaviour
 from fedembed.models import RunView, init as model_init
 from fedembed import server_opt
-from fedembed.privacy import params as privacy_params, record_params, tree_accounting, user_dp
+from fedembed.privacy import params as privacy_params, record_params, release_rows, tree_accounting, user_dp
 from fedembed.secagg import params as secagg_params
 from fedembed.federation.pool_params import check as check_pool
 from fedembed.updates import ClientContext, Stage, weight_rows
@@ -82,7 +82,7 @@ CHECKS: tuple[Callable[[Config], None], ...] = (
     privacy_params.check, record_params.check, partition_params.check, behaviour.check,
     attack_params.check, robust.check, adversaries.check, secagg_params.check, check_pool,
     models.check, check_data, model_init.check, server_opt.check, tree_accounting.check, _wired,
-    discovery_params.check)
+    discovery_params.check, release_rows.check)
 
 
 def validate(cfg: Config) -> Config:
@@ -114,10 +114,17 @@ def client_stages(cfg: Config, ctx: ClientContext | None, secure: "MaskContext |
     `secure`: this client's SecAgg+ mask context, whose stages (flatten, range clip, noise share,
     quantize, mask) end the pipeline."""
     stages: list[Stage] = [*adversaries.stages(cfg, ctx), weight_rows, *aggregate.make(cfg).client_stages(),
-                           *user_dp.client_stages(cfg)]
+                           *release_stages(cfg), *user_dp.client_stages(cfg)]
     if secure is not None:
         stages += secure_stages({k: v.shape for k, v in ctx.global_tables.items()}, secure)
     return stages
+
+
+def release_stages(cfg: Config) -> list[Stage]:
+    """`privacy.release_rows`: the rows past K zeroed before the clip (fedembed/privacy/release_rows.py)."""
+    if not (cfg.privacy.user_level and cfg.privacy.release_rows):
+        return []
+    return [release_rows.ReleaseRows(cfg.privacy.release_rows, models.make(cfg).row_tables)]
 
 
 def secure_stages(shapes: dict[str, tuple[int, ...]], secure: "MaskContext") -> list[Stage]:
@@ -158,7 +165,7 @@ def build_server(cfg: Config, run_dir: Path, prep: "Prepared", state: "checkpoin
         prime(cfg, state.extra, run_dir)
     shapes = {k: v.shape for k, v in state.tables.items()}
     privacy = PrivacySession(cfg, state.extra, public_counts=prep.vocab.counts, shapes=shapes,  # z before training
-                             row_tables=models.make(cfg).row_tables)
+                             row_tables=models.make(cfg).row_tables, release_rows=cfg.privacy.release_rows)
     transport = SecureTransport(cfg) if cfg.secagg.enabled else PlainTransport(cfg)
     family = models.make(cfg)
     round_quality = (lambda tables: family.round_figures(RunView(cfg, run_dir, prep.vocab, tables, prep.shard_dir,
@@ -227,12 +234,17 @@ def describe(cfg: Config) -> list[str]:
         lines.append(f"vocabulary: discovered privately before training: {len(d.chunks)} trie levels and "
                      f"{d.refine_rounds} refinement round(s), ε = {d.epsilon:g} at δ = {d.delta:.3g} "
                      f"(charged to the user-level ledger with training)")
-    lines += ["client: local training (" + cfg.model.family
-             + (f", record-level DP-SGD per {cfg.privacy.record.unit}" if cfg.privacy.record.enabled else "")
-             + f", {cfg.train.local_epochs} local epoch(s))"]
+    if cfg.train.mode == "fedsgd":
+        lines += [f"client: one full-batch gradient step of {cfg.model.family} at lr {cfg.train.lr:g} (FedSGD; "
+                  f"a pool node trains its sampled users as one vectorised cohort, each clipped on its own)"]
+    else:
+        lines += ["client: local training (" + cfg.model.family
+                  + (f", record-level DP-SGD per {cfg.privacy.record.unit}" if cfg.privacy.record.enabled else "")
+                  + f", {cfg.train.local_epochs} local epoch(s))"]
     adv = adversaries.describe(cfg)
     stages = [*([adv] if adv else []), weight_rows.describe(),
               *(s.describe() for s in aggregate.make(cfg).client_stages()),
+              *(s.describe() for s in release_stages(cfg)),
               *(s.describe() for s in user_dp.client_stages(cfg))]
     user = resolve(cfg) if cfg.privacy.user_level and cfg.privacy.mechanism != "ftrl_tree" else None
     if cfg.vocab.mode == "discovered" and user is not None:       # z from what the discovery leaves of the ε

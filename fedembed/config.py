@@ -179,6 +179,10 @@ class PrivacyConfig:
     denominator: str = "noisy"     # noisy: divide rows by their noisy weight sums | public: by m·max(s_r, min_share)
                                    # from the public vocabulary counts; no weights sent (fedembed/privacy/public_rows.py)
     min_share: float = 0.05        # public denominator's floor on a row's expected share of clients, in (0, 1]
+    release_rows: int = 0          # > 0: only the first K rows of the row index (the public vocabulary's most
+                                   # frequent) are trained, clipped, noised and released; the others keep their
+                                   # start (a warm start's); fixed without private data: no privacy cost
+                                   # (fedembed/privacy/release_rows.py); 0 = every row
     noise_population: int = 0      # research mode: scale the noise to a deployment of this many users (its ε is
                                    # reported, labelled simulated; never a guarantee for the users simulated)
     noise_cohort: int = 0          # research mode: the deployment's cohort (0 = q · noise_population)
@@ -351,7 +355,7 @@ _POSITIVE = {"partition.num_clients", "model.dim", "model.window", "model.negati
 _NON_NEGATIVE = {"federation.max_row_weight", "vocab.max_size", "federation.clients_per_round", "model.sample", "train.min_lr",
                  "federation.round_timeout", "model.ns_exponent", "simulation.num_cpus_per_client",
                  "privacy.noise_multiplier", "privacy.target_epsilon", "privacy.delta", "privacy.max_epsilon",
-                 "privacy.noise_population", "privacy.noise_cohort",
+                 "privacy.noise_population", "privacy.noise_cohort", "privacy.release_rows",
                  "privacy.clip_count_stddev", "privacy.min_weight", "federation.max_in_flight",
                  "simulation.nodes"}
 

@@ -40,6 +40,9 @@ def probe(cfg: Config, prep, tables: dict[str, np.ndarray], users: int = PROBE_U
                                           else [cfg.seed, 1, int(u)]).generate_state(1)[0])
         got = family.train(tables, data, prep.vocab.counts, lr_start, lr_end, seed, None, {})
         deltas = {k: np.asarray(got.tables[k], dtype=np.float64) - tables[k] for k in tables}
+        if cfg.privacy.release_rows:     # the rows past K are zeroed before the clip, as the clients do
+            from fedembed.privacy.release_rows import server_release
+            deltas = server_release(deltas, cfg.privacy.release_rows, family.row_tables)
         norm = math.sqrt(sum(float(np.square(x).sum()) for x in deltas.values()))
         f = min(1.0, clip / norm) if norm > 0 else 1.0
         x = np.concatenate([deltas[k] for k in names], axis=1) * f
@@ -94,7 +97,8 @@ def plan_for(cfg: Config, prep, tables: dict[str, np.ndarray], users: int = PROB
     return predict(counts=prep.vocab.counts, population=n, cohort=q * n, rounds=cfg.federation.rounds,
                    dim=dim, clip=cfg.privacy.clip, noise_multiplier=z,
                    probe=probe(cfg, prep, tables, users), tables=1, epsilon=eps, delta=delta,
-                   sample_rate=q, run_noise_factor=run_factor)
+                   sample_rate=q, run_noise_factor=run_factor, released=cfg.privacy.release_rows,
+                   model_dim=cfg.model.dim)
 
 
 def run_plan(cfg: Config, out: Path, users: int = PROBE_USERS) -> dict[str, Any]:

@@ -89,10 +89,13 @@ def _fedsgd(write_scenario, name, nodes, **privacy):
     return compose.load(write_scenario(name, **sections))
 
 
-@pytest.mark.parametrize("privacy", [{}, {"noise_multiplier": 0.0, "clip": 0.05}])
+@pytest.mark.parametrize("privacy", [{}, {"noise_multiplier": 0.0, "clip": 0.05},
+                                     {"noise_multiplier": 0.0, "clip": 0.05, "release_rows": 20}])
 def test_a_pool_of_vectorised_cohorts_gives_the_one_by_one_federations_tables(tmp_path, write_scenario, privacy):
     """The issue's check: 8 users, one Flower node each (train_round per user, the ClipUpdate stage
-    clips) against 2 pool nodes summing their users in one step (clipped in the kernel)."""
+    clips) against 2 pool nodes summing their users in one step (clipped in the kernel). With
+    release_rows the two zero the rows past K differently (the ReleaseRows stage on the whole delta;
+    the kernel on each gradient piece before the norm) and must agree."""
     one = _fedsgd(write_scenario, "one.toml", 0, **privacy)
     federate(InProcessGrid(8), one, tmp_path / "one", progress=False)
     pooled = _fedsgd(write_scenario, "pool.toml", 2, **privacy)

@@ -37,6 +37,21 @@ def test_prediction_scales_with_the_cohort_the_noise_and_the_dimension():
     assert "cohort of" in " ".join(predict(cohort=1, noise_multiplier=50.0, **base).knobs)
 
 
+def test_released_rows_carry_the_signal_and_the_others_none():
+    """privacy.release_rows = K: the bands past K are not released (SNR 0), the noise norm covers K
+    rows only, and the knob that suggests fewer rows is not offered again."""
+    counts = np.arange(2000, 0, -1).astype(float)
+    probe = Probe(10, 1.0, 50.0, np.full(2000, 0.1), 0.5, np.ones(2000))
+    base = dict(counts=counts, population=10_000, rounds=100, dim=64, clip=1.0, probe=probe, epsilon=8.0,
+                delta=1e-6, sample_rate=0.01, cohort=100, noise_multiplier=50.0, model_dim=32)
+    every, first = predict(**base), predict(**base, released=100)
+    assert first.snr_round["0-100"] == pytest.approx(every.snr_round["0-100"])
+    assert every.snr_round["100-1000"] > 0 and first.snr_round["100-1000"] == 0
+    assert first.noise_norm == pytest.approx(every.noise_norm * np.sqrt(100 / 2000))
+    assert "release_rows" in " ".join(every.knobs) and "release_rows" not in " ".join(first.knobs)
+    assert any("model.dim" in k and int(k.split("model.dim ")[1].split()[0]) < 32 for k in every.knobs)
+
+
 def test_measured_snr_reads_the_bands_of_the_noiseless_sum():
     counts = np.array([5.0, 4.0, 3.0])
     sums = {"a": np.array([[3.0], [0.0], [0.0]]), "b": np.array([[4.0], [0.0], [1.0]])}

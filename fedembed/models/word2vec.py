@@ -54,7 +54,9 @@ class Word2VecFamily(BaseFamily):
         """Σ_u clip_C(Δ_u) of FedSGD users in one vectorised step (fedembed/train/cohort.py)."""
         from fedembed.train.cohort import cohort_step
 
-        return cohort_step(tables, [(u.ids, u.bounds) for u in users], counts, self.params, lr, clip, seed)
+        p = self.cfg.privacy
+        return cohort_step(tables, [(u.ids, u.bounds) for u in users], counts, self.params, lr, clip, seed,
+                           release_rows=p.release_rows if p.user_level else 0)
 
     def train_local(self, tables: dict[str, np.ndarray], ids: np.ndarray, bounds: np.ndarray,
                     counts: np.ndarray, lr_start: float, lr_end: float, seed: int,

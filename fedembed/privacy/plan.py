@@ -77,6 +77,8 @@ class Plan:
     probe: dict[str, Any] = field(default_factory=dict)
     largest_signal: float = 0.0      # m·C, the norm of the round's sum if every update were aligned
     noise_norm: float = 0.0          # the round's noise norm over every released value
+    released: int = 0                # privacy.release_rows: rows past it keep their start (0: every row)
+    model_dim: int = 0               # model.dim, a table's (0: unknown; `dim` is a row's across its tables)
 
     def verdict(self) -> str:
         bands = ", ".join(f"{b}: {v:.2g}" for b, v in self.snr_run.items())
@@ -103,21 +105,28 @@ def summed_norm(a: np.ndarray, n: np.ndarray, alignment: float) -> np.ndarray:
 
 def predict(*, counts: np.ndarray, population: int, cohort: float, rounds: int, dim: int, clip: float,
             noise_multiplier: float, probe: Probe, tables: int = 2, epsilon: float, delta: float,
-            sample_rate: float, target_band: str = "100-1000", run_noise_factor: float | None = None) -> Plan:
+            sample_rate: float, target_band: str = "100-1000", run_noise_factor: float | None = None,
+            released: int = 0, model_dim: int = 0) -> Plan:
     """The plan for a run of these numbers; see the module docstring. `run_noise_factor`: the
-    noise the final tables keep in units of one round's (√T for DP-FedAvg; DP-FTRL's tree less)."""
+    noise the final tables keep in units of one round's (√T for DP-FedAvg; DP-FTRL's tree less).
+    `released` K > 0 (privacy.release_rows): only the first K rows are noised and move; the probe's
+    updates were zeroed past K before their clip, as the clients' are."""
     rows = len(counts)
     n_r = expected_holders(counts, population, cohort)
     held = probe.holders > 0
     a_r = np.where(held, probe.row_norm, np.median(probe.row_norm[held]) if held.any() else 0.0)
     noise_row = noise_multiplier * clip * math.sqrt(dim)
     plan = Plan(epsilon, delta, noise_multiplier, sample_rate, cohort, rounds, dim, rows, clip,
-                largest_signal=cohort * clip, noise_norm=noise_multiplier * clip * math.sqrt(dim * rows * tables),
+                largest_signal=cohort * clip,
+                noise_norm=noise_multiplier * clip * math.sqrt(dim * min(rows, released or rows) * tables),
+                released=released, model_dim=model_dim,
                 probe={"users": probe.users, "update_norm": probe.update_norm, "rows_per_user": probe.rows_per_user,
                        "alignment": probe.alignment})
     grow = rounds / (run_noise_factor if run_noise_factor is not None else math.sqrt(rounds))
     for name, idx in band_rows(counts).items():
         signal = summed_norm(a_r[idx], n_r[idx], probe.alignment)
+        if released:                     # rows past K are not released: no signal (and no noise) there
+            signal = np.where(np.arange(rows)[idx] < released, signal, 0.0)
         snr = float(np.median(signal / noise_row)) if noise_row > 0 else math.inf
         plan.snr_round[name] = snr
         plan.snr_run[name] = snr * grow
@@ -133,9 +142,10 @@ def knobs(plan: Plan, band: str) -> list[str]:
     need = 1.0 / max(snr, 1e-12)
     out = [f"to lift words ranked {band} to SNR 1: a cohort of {plan.cohort * need:,.0f} users a round "
            f"(×{need:.2g}; at the same rate q, a population ×{need:.2g})",
-           f"or model.dim {max(1, int(plan.dim / need ** 2))} (noise ∝ √D)"]
-    if plan.rows > 1000:
-        out.append("or release fewer rows (vocab.max_size: the rows beyond the band only add noise)")
+           f"or model.dim {max(1, int((plan.model_dim or plan.dim) / need ** 2))} (noise ∝ √D)"]
+    if plan.rows > 1000 and not plan.released:
+        out.append("or release fewer rows (privacy.release_rows = 1000: the rows past it keep their start, "
+                   "and all of C goes to the rows that carry signal)")
     out.append("and a warm start (model.init = \"public\") leaves less to learn from the noisy rounds")
     return out
 

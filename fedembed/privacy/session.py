@@ -44,7 +44,7 @@ SIMULATED = "simulated-users"  # research mode: what the users actually simulate
 class PrivacySession:
     def __init__(self, cfg, extra: dict[str, Any], rng: np.random.Generator | None = None,
                  public_counts: np.ndarray | None = None, shapes: dict[str, tuple[int, ...]] | None = None,
-                 row_tables: tuple[str, ...] | None = None) -> None:
+                 row_tables: tuple[str, ...] | None = None, release_rows: int = 0) -> None:
         """`public_counts`: the public vocabulary's counts, which `privacy.denominator = "public"` needs;
         `shapes`: the global tables' shapes (DP-FTRL's tree holds noise of those shapes); `row_tables`:
         the tables indexed by the row index, whose signal-to-noise by public count the ledger records
@@ -60,6 +60,7 @@ class PrivacySession:
         self.on_charge: Callable[[int], None] | None = None   # the loop's write-ahead of the ledger
         self.counts = public_counts if row_tables is None or row_tables else None
         self.row_tables = row_tables
+        self.release_rows = release_rows    # > 0: rows past K stay at their start (privacy/release_rows.py)
         self.snr: dict[str, float] | None = None   # the last release's signal-to-noise by frequency band
         self._round = 0
         self._charged = False
@@ -163,10 +164,17 @@ class PrivacySession:
                 self.snr = measured_snr(sums, self.user.noise_std, self.counts, self.row_tables)
             deltas = self.user.noisy_mean(sums, weights)
             self.user.adapt(self._bits)
-            return deltas
+            return self._released(deltas)
         deltas = distributed.noisy_mean(self.user, sums, weights, *noise_in_sums)
         distributed.adapt(self.user, self._bits)   # the bit sum carries the clients' noise already
-        return deltas
+        return self._released(deltas)
+
+    def _released(self, deltas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self.release_rows:
+            return deltas
+        from fedembed.privacy.release_rows import server_release
+
+        return server_release(deltas, self.release_rows, self.row_tables or tuple(deltas))
 
     def end_round(self, rnd: int) -> dict[str, Any] | None:
         """Close the round's ledger entry (charging it if nothing was: an aborted round still

@@ -54,9 +54,10 @@ def stack(users: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.nd
 
 def cohort_step(tables: dict[str, np.ndarray], users: list[tuple[np.ndarray, np.ndarray]], counts: np.ndarray,
                 params: Word2VecParams, lr: float, clip: float, seed: int,
-                max_step_rows: int = MAX_STEP_ROWS) -> CohortSum:
+                max_step_rows: int = MAX_STEP_ROWS, release_rows: int = 0) -> CohortSum:
     """Σ_u clip_C(lr·g_u) over `users` [(ids, sentence ends)], g_u each user's summed SGNS/CBOW
-    gradient at `tables` (word2vec's in/out vectors, left unchanged). `clip` ∞: no clipping."""
+    gradient at `tables` (word2vec's in/out vectors, left unchanged). `clip` ∞: no clipping.
+    `release_rows` K > 0: g_u's rows K.. are zeroed before its norm (privacy.release_rows)."""
     w_in = torch.as_tensor(tables["in_vectors"], dtype=torch.float32)
     w_out = torch.as_tensor(tables["out_vectors"], dtype=torch.float32)
     v, d = w_in.shape
@@ -79,7 +80,8 @@ def cohort_step(tables: dict[str, np.ndarray], users: list[tuple[np.ndarray, np.
         sums = row_sums(piece, v, d)
         for name, s in zip(("in_vectors", "out_vectors"), sums):   # distinct (user, row) slots: presence
             np.add.at(out.presence[name], s.row.numpy(), 1.0)
-        g_norms, loss = clipped_update(w_in, w_out, piece, sums, grad_clip, lr, params.batch_size, into)
+        g_norms, loss = clipped_update(w_in, w_out, piece, sums, grad_clip, lr, params.batch_size, into,
+                                       release_rows=release_rows)
         norms[first:first + piece.num_samples] = g_norms * lr
         first += piece.num_samples
         out.stats.loss_sum += loss

@@ -125,13 +125,16 @@ def row_sums(batch: Batch, vocab_size: int, dim: int) -> tuple[RowSums, RowSums]
 
 def clipped_update(w_in: torch.Tensor, w_out: torch.Tensor, batch: Batch, sums: tuple[RowSums, RowSums],
                    clip: float, lr: float, chunk: int,
-                   into: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, float]:
+                   into: tuple[torch.Tensor, torch.Tensor] | None = None,
+                   release_rows: int = 0) -> tuple[torch.Tensor, float]:
     """w += lr · Σ_s clip_C(g_s): the DP-SGD step without its noise; returns ‖g_s‖ [S] and the loss.
 
     The forward pass runs `chunk` rows at a time (a multiple of G; chunks may split a
     sample, as its slots collect all its pieces), so the gathered rows stay in cache as in
     the non-private trainer; the tables change only after every chunk has read them.
-    `into` receives the sum instead of the tables (a step in several pieces).
+    `into` receives the sum instead of the tables (a step in several pieces). `release_rows` K > 0:
+    the gradient pieces of rows K.. are zeroed before the norms (privacy.release_rows: those rows
+    are neither clipped for nor released).
     """
     group, k = len(batch.target) // len(batch.negs), batch.negs.shape[1]
     chunk = max(group, chunk - chunk % group)
@@ -146,10 +149,15 @@ def clipped_update(w_in: torch.Tensor, w_out: torch.Tensor, batch: Batch, sums: 
             ctx = pack_contexts(hidden)     # token positions, each window's packed together
             h = cbow_mean(w_in, PackedContexts(batch.words[ctx.flat], ctx.offsets))
         g = sgns_grads(h, w_out, batch.words[target], batch.negs[lo // group:hi // group], 1.0, batch.mask[lo:hi])
+        if release_rows:
+            _release(g, batch, hidden, target, lo // group, hi // group, release_rows)
         if batch.sg:
             ins.add(0, hidden, g.dh)
         else:                               # every context word of a window gets the window's dh
-            ins.add(0, ctx.flat, g.dh.repeat_interleave(ctx.offsets.diff(), dim=0, output_size=len(ctx.flat)))
+            dh = g.dh.repeat_interleave(ctx.offsets.diff(), dim=0, output_size=len(ctx.flat))
+            if release_rows:
+                dh = dh * (batch.words[ctx.flat] < release_rows).unsqueeze(1).to(dh.dtype)
+            ins.add(0, ctx.flat, dh)
         outs.add(0, target, g.out_pos)
         outs.add(1, slice(lo // group * k, hi // group * k), g.out_neg)
         loss += g.loss
@@ -158,6 +166,15 @@ def clipped_update(w_in: torch.Tensor, w_out: torch.Tensor, batch: Batch, sums: 
     for table, part in zip(into or (w_in, w_out), sums):
         add_clipped(table, part, factors, lr)
     return sq.sqrt(), loss
+
+
+def _release(g, batch: Batch, hidden: torch.Tensor, target: torch.Tensor, g_lo: int, g_hi: int, k: int) -> None:
+    """Zero, in place, the gradient pieces that land on rows k.. (in-vector rows of the centre or
+    context words, out-vector rows of the targets and negatives)."""
+    if batch.sg:        # CBOW: a window's dh goes to each context word; those past k are dropped when added
+        g.dh.mul_((batch.words[hidden] < k).unsqueeze(1).to(g.dh.dtype))
+    g.out_pos.mul_((batch.words[target] < k).unsqueeze(1).to(g.out_pos.dtype))
+    g.out_neg.mul_((batch.negs[g_lo:g_hi].reshape(-1) < k).unsqueeze(1).to(g.out_neg.dtype))
 
 
 class DPWord2VecTrainer(Word2VecTrainer):

@@ -64,6 +64,7 @@ def main() -> None:
     if args.prepared:
         for f in ("vocab.tsv", "data"):
             os.symlink(Path(args.prepared).resolve() / f, run / f)
+    cfg.save(run / "config.toml")
     t0 = time.time()
     rep = federate(InProcessGrid(cfg.simulation.nodes, record=False), cfg, run, progress=False)
     q, base = rep["quality"], rep.get("baseline", {})

@@ -532,7 +532,7 @@ def test_server_restores_record_level_accountants_after_resume(tmp_path, write_s
 _history = st.lists(st.tuples(st.floats(0.6, 5.0), st.floats(0.005, 0.3), st.integers(1, 200)), max_size=3)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(history=_history, q=st.floats(0.005, 0.3), steps=st.integers(1, 400), target=st.floats(1.0, 12.0))
 def test_remaining_noise_multiplier_spends_exactly_what_is_left(history, q, steps, target):
     """Cross-checked against Google's dp-accounting, an independent implementation of the same RDP analysis."""

@@ -99,6 +99,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tmp_path, write_scenario
         np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow      # two real simulations (Ray); resume itself stays in the default run
 def test_resume_can_extend_the_number_of_rounds(tmp_path, write_scenario):
     out = tmp_path / "run"
     fedembed.simulate(write_scenario(federation={"rounds": 1}), out, progress=False)

@@ -213,6 +213,7 @@ def test_too_little_budget_finds_less_and_noise_passes_as_often_as_configured():
 CANARY = "zyxwvutsrq"
 
 
+@pytest.mark.slow      # 100 whole discoveries: ~30 s idle
 def test_a_word_one_client_holds_is_never_found_over_100_trials():
     """The attack check: the canary's holder votes for it with weight ≤ 1 against noise of std ≥ z_min.
     Bound: P[found] ≤ e^ε·P[found without its holder] + δ, and without its holder the canary's

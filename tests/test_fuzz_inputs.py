@@ -44,7 +44,7 @@ def fuzz(examples: int) -> settings:
         HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 
 
-def one_line(msg: str, *names: object) -> None:
+def assert_one_line(msg: str, *names: object) -> None:
     assert "\n" not in msg and "Traceback" not in msg, msg
     for n in names:
         assert str(n) in msg, (n, msg)
@@ -58,12 +58,12 @@ def cli(argv: list[str]) -> tuple[int, str]:
     return rc, err.getvalue()
 
 
-def cli_refused_or_ok(argv: list[str], *names: object) -> int:
+def assert_refused_or_ok(argv: list[str], *names: object) -> int:
     rc, err = cli(argv)
     assert rc in (0, 2), (rc, err)
     if rc == 2:
         assert err.startswith("fedembed: error: ") and err.count("\n") == 1, err
-        one_line(err.rstrip("\n"), *names)
+        assert_one_line(err.rstrip("\n"), *names)
     return rc
 
 
@@ -145,7 +145,7 @@ def test_fuzz_corpus_text(data, container):
             got = [(doc.origin, doc.tokens) for doc in read_corpus(path) if doc.origin.startswith(str(named))]
         except CorpusError as exc:
             event(f"refused: {want}" if "UTF-8" not in want else "refused: not valid UTF-8")
-            one_line(str(exc), named if container != "dir" or "is empty" not in str(exc) else path)
+            assert_one_line(str(exc), named if container != "dir" or "is empty" not in str(exc) else path)
             assert outcome == "error" and want in str(exc), (want, str(exc))
             return
         event("read")
@@ -163,7 +163,7 @@ def test_fuzz_damaged_compressed_corpus(data, cut, fmt):
         try:
             list(read_corpus(p))
         except CorpusError as exc:
-            one_line(str(exc), p)
+            assert_one_line(str(exc), p)
 
 
 # --------------------------------------------------------------------------- JSON Lines
@@ -245,7 +245,7 @@ def test_fuzz_jsonl(lines):
             got = [(doc.unit, doc.tokens) for doc in read_corpus(p)]
         except CorpusError as exc:
             event("refused: " + want.split(": ", 1)[-1])
-            one_line(str(exc), p)
+            assert_one_line(str(exc), p)
             assert outcome == "error" and want in str(exc), (want, str(exc))
             return
         event("read")
@@ -278,7 +278,7 @@ def test_fuzz_word_list(lines, junk):
             words, counts = read_word_list(p)
         except CorpusError as exc:
             event("refused")
-            one_line(str(exc), p)
+            assert_one_line(str(exc), p)
             return
         event("read")
         assert len(words) == len(counts) > 0 and all(1 <= c <= MAX_COUNT for c in counts)
@@ -333,7 +333,7 @@ def test_fuzz_scenario_toml(toml):
             event("valid scenario")
         except ConfigError as exc:
             event("refused")
-            one_line(str(exc), p)
+            assert_one_line(str(exc), p)
 
 
 @fuzz(50)
@@ -347,7 +347,7 @@ def test_fuzz_scenario_toml_through_the_cli(toml, simulate_stops_after_opening):
         rc, err = cli(["simulate", "--config", str(p), "--out", str(out), "--quiet"])
         assert rc == 2 and err.startswith("fedembed: error: ") and err.count("\n") == 1, err
         if "stand-in" not in err:
-            one_line(err.rstrip("\n"), p)
+            assert_one_line(err.rstrip("\n"), p)
             assert not out.exists()
 
 
@@ -408,7 +408,7 @@ def test_fuzz_word2vec_files_through_export(case, suffix):
         p, out = Path(d) / f"in{suffix}", Path(d) / "out"
         p.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
         out.mkdir()
-        rc = cli_refused_or_ok(["export", str(p), str(out / "v.txt")], p)
+        rc = assert_refused_or_ok(["export", str(p), str(out / "v.txt")], p)
         event(f"exit {rc}")
         if rc == 0:
             assert listing(out) == ["v.txt"] and len(load_vectors(out / "v.txt")) >= 1
@@ -423,7 +423,7 @@ def test_fuzz_word2vec_files_through_evaluate(case):
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "in.vec"
         p.write_bytes(data)
-        cli_refused_or_ok(["evaluate", str(p), "--no-analogies"], p)
+        assert_refused_or_ok(["evaluate", str(p), "--no-analogies"], p)
 
 
 # --------------------------------------------------------------------------- .npy + .vocab.txt
@@ -481,7 +481,7 @@ def test_fuzz_run_directory(part, data):
             try:
                 checkpoint.load(run)
             except CheckpointError as exc:
-                one_line(str(exc), run / "checkpoint.npz")
+                assert_one_line(str(exc), run / "checkpoint.npz")
 
 
 # --------------------------------------------------------------------------- client updates
@@ -558,7 +558,7 @@ def take(content, in_place: bool) -> tuple[Accumulator, dict[str, float]]:
     return acc, metrics
 
 
-def accepted(acc: Accumulator, metrics: dict[str, float]) -> None:
+def assert_accepted(acc: Accumulator, metrics: dict[str, float]) -> None:
     assert acc.count == 1 and all(isinstance(v, float) for v in metrics.values())
     for k in SHAPES:
         assert acc.sums[k].shape == SHAPES[k] and np.isfinite(acc.sums[k]).all()
@@ -656,11 +656,11 @@ def test_fuzz_client_updates(case, in_place):
     try:
         acc, metrics = take(content, in_place)
     except UpdateError as exc:
-        one_line(str(exc))
+        assert_one_line(str(exc))
         assert defect is not None, f"a good reply was refused: {exc}"
         return
     assert defect is None, f"a reply with {defect} was summed"
-    accepted(acc, metrics)
+    assert_accepted(acc, metrics)
 
 
 @fuzz(120)
@@ -671,10 +671,10 @@ def test_fuzz_client_updates_anything(content, in_place):
         acc, metrics = take(content, in_place)
     except UpdateError as exc:
         event("refused")
-        one_line(str(exc))
+        assert_one_line(str(exc))
         return
     event("summed")
-    accepted(acc, metrics)
+    assert_accepted(acc, metrics)
 
 
 # --------------------------------------------------------------------------- a few real processes

@@ -123,7 +123,7 @@ def _call(method, request) -> tuple[grpc.StatusCode, str, object]:
         return exc.code(), exc.details() or "", None
 
 
-def _check(stub, code: grpc.StatusCode, details: str, expected: set[grpc.StatusCode]) -> None:
+def assert_status(stub, code: grpc.StatusCode, details: str, expected: set[grpc.StatusCode]) -> None:
     event(code.name)  # --hypothesis-show-statistics: how often each status was drawn
     assert code in expected, (code, details[:MAX_DETAILS], expected)
     assert "\n" not in details and "\r" not in details and len(details) <= MAX_DETAILS, details[:1000]
@@ -141,7 +141,7 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
 def test_get_vectors(stub, ws):
     request = pb.GetVectorsRequest(words=ws)
     code, details, answer = _call(stub[0].GetVectors, request)
-    _check(stub, code, details, _expected(request, [_word_status(w) for w in ws], len(ws)))
+    assert_status(stub, code, details, _expected(request, [_word_status(w) for w in ws], len(ws)))
     if code == OK:
         assert len(answer.vectors) == len(ws)
         for w, v in zip(ws, answer.vectors):
@@ -154,7 +154,7 @@ def test_get_vectors(stub, ws):
 def test_similarity(stub, pairs):
     request = pb.SimilarityRequest(pairs=[pb.WordPair(a=a, b=b) for a, b in pairs])
     code, details, answer = _call(stub[0].Similarity, request)
-    _check(stub, code, details, _expected(request, [_word_status(w) for p in pairs for w in p], len(pairs)))
+    assert_status(stub, code, details, _expected(request, [_word_status(w) for p in pairs for w in p], len(pairs)))
     if code == OK:
         want = [float(UNIT[_row(a)] @ UNIT[_row(b)]) for a, b in pairs]
         np.testing.assert_allclose(list(answer.cosine), want, atol=1e-5)
@@ -172,7 +172,7 @@ def test_nearest_neighbors(stub, query, k):
     else:
         request, statuses = pb.NearestNeighborsRequest(vector=pb.Vector(values=query), k=k), [_vector_status(query)]
     code, details, answer = _call(stub[0].NearestNeighbors, request)
-    _check(stub, code, details, _expected(request, statuses + [_k_status(k)]))
+    assert_status(stub, code, details, _expected(request, statuses + [_k_status(k)]))
     if code == OK:
         if isinstance(query, str):
             q, skip = UNIT[_row(query)], {_row(query)}
@@ -201,7 +201,7 @@ def test_analogy(stub, a, b, c, k):
     if near_zero:  # zero up to rounding: refused or answered, both are right
         expected |= {OK, INVALID}
     code, details, answer = _call(stub[0].Analogy, request)
-    _check(stub, code, details, expected)
+    assert_status(stub, code, details, expected)
     if code == OK and not near_zero:
         skip = sorted({_row(w) for w in (a, b, c)})
         got = [n.score for n in answer.answers]
@@ -223,4 +223,4 @@ def test_raw_bytes_never_fail_inside_the_server(stub, method, body):
         code, details = OK, ""
     except grpc.RpcError as exc:
         code, details = exc.code(), exc.details() or ""
-    _check(stub, code, details, {OK, NOT_FOUND, INVALID, EXHAUSTED})
+    assert_status(stub, code, details, {OK, NOT_FOUND, INVALID, EXHAUSTED})

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from fedembed.models.subwords import Subwords
-from fedembed.train.windows import skipgram_pairs
 from fedembed.train.word2vec import PackedContexts, Word2VecParams, Word2VecTrainer, cbow_step
 
 
@@ -39,21 +38,9 @@ class FastTextTrainer(Word2VecTrainer):
         shift = torch.repeat_interleave(self.starts[centers] - offsets[:-1], lengths, output_size=total)
         return PackedContexts(self.flat[torch.arange(total) + shift], offsets)
 
-    def _count(self, in_rows: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor) -> None:
-        v = len(self.out_counts)
-        self.in_counts += torch.bincount(in_rows, minlength=len(self.in_counts))
-        self.out_counts += torch.bincount(pos, minlength=v)
-        self.out_counts += torch.bincount(negs.reshape(-1), minlength=v) * self.p.neg_share
-
-    def _sgns_chunk(self, ids, sent, lr, lr_next, rng, gen, stats) -> None:
-        centers, contexts = skipgram_pairs(ids, sent, self.p.window, rng)
-        if len(centers) == 0:
-            return
-        order = torch.from_numpy(rng.permutation(len(centers)))
-        centers = torch.from_numpy(centers.astype(np.int64))[order]
-        contexts = torch.from_numpy(contexts.astype(np.int64))[order]
-        for lo, hi, a in self._schedule(len(centers), lr, lr_next):
-            sub, pos, negs = self.packed(centers[lo:hi]), contexts[lo:hi], self._negatives(hi - lo, gen)
-            stats.loss_sum += cbow_step(self.w_in, self.w_out, sub, pos, negs, a)
-            stats.examples += hi - lo
-            self._count(sub.flat, pos, negs)
+    def _sgns_update(self, centers: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor, a: float) -> float:
+        """The centre's hidden vector is the mean of its subword rows: CBOW's step over them."""
+        sub = self.packed(centers)
+        loss = cbow_step(self.w_in, self.w_out, sub, pos, negs, a)
+        self._count(sub.flat, pos, negs)
+        return loss

@@ -92,11 +92,19 @@ class Word2VecTrainer:
         return [(s * b, min((s + 1) * b, n), lr + (lr_next - lr) * s / max(steps, 1)) for s in range(steps)]
 
     def _count(self, in_rows: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor) -> None:
-        """Per-row update counts: the weights of row-wise aggregation."""
-        v = len(self.in_counts)
-        self.in_counts += torch.bincount(in_rows, minlength=v)
+        """Per-row update counts: the weights of row-wise aggregation (each table by its own rows:
+        fastText's input table also holds its n-gram buckets)."""
+        v = len(self.out_counts)
+        self.in_counts += torch.bincount(in_rows, minlength=len(self.in_counts))
         self.out_counts += torch.bincount(pos, minlength=v)
         self.out_counts += torch.bincount(negs.reshape(-1), minlength=v) * self.p.neg_share
+
+    def _sgns_update(self, centers: torch.Tensor, pos: torch.Tensor, negs: torch.Tensor, a: float) -> float:
+        """One skip-gram step on these pairs; counts the rows it moved; returns the summed loss.
+        A centre's hidden vector is its input row (fastText: the mean of its subword rows)."""
+        loss = sgns_step(self.w_in, self.w_out, centers, pos, negs, a)
+        self._count(centers, pos, negs)
+        return loss
 
     def _sgns_chunk(self, ids, sent, lr, lr_next, rng, gen, stats) -> None:
         centers, contexts = skipgram_pairs(ids, sent, self.p.window, rng)
@@ -106,10 +114,9 @@ class Word2VecTrainer:
         centers = torch.from_numpy(centers.astype(np.int64))[order]
         contexts = torch.from_numpy(contexts.astype(np.int64))[order]
         for lo, hi, a in self._schedule(len(centers), lr, lr_next):
-            c, pos, negs = centers[lo:hi], contexts[lo:hi], self._negatives(hi - lo, gen)
-            stats.loss_sum += sgns_step(self.w_in, self.w_out, c, pos, negs, a)
+            pos, negs = contexts[lo:hi], self._negatives(hi - lo, gen)
+            stats.loss_sum += self._sgns_update(centers[lo:hi], pos, negs, a)
             stats.examples += hi - lo
-            self._count(c, pos, negs)
 
     def _cbow_chunk(self, ids, sent, lr, lr_next, rng, gen, stats) -> None:
         centers, ctx = cbow_windows(ids, sent, self.p.window, rng)
